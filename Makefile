@@ -1,0 +1,41 @@
+# One-command set-up: every target below creates .venv if needed and installs
+# what it needs. Re-running is quick: the install step is skipped while
+# pyproject.toml is unchanged (the stamp file records the last install).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: help setup book test lab exercises clean
+
+help:
+	@echo "make book       build the HTML book into _build/html"
+	@echo "make test       run every test (kflib, book, exercises, browser)"
+	@echo "make lab        open JupyterLab on the exercises"
+	@echo "make exercises  regenerate exercises/ from solutions/ (nbgrader)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[book,grading,dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . --builder html -W -n --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=exercises
+
+exercises: $(STAMP)
+	$(BIN)/python -m kflib_course.exercises
+
+clean:
+	rm -rf _build

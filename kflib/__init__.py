@@ -1,0 +1,22 @@
+"""kflib: the course's reference implementation of linear-Gaussian state-space
+models -- simulation, the Kalman filter, the RTS smoother and the steady state.
+
+    >>> import numpy as np
+    >>> from kflib import LinearGaussianSSM, simulate, kalman_filter, rts_smoother
+    >>> model = LinearGaussianSSM(F=[[1.0]], H=[[1.0]], Q=[[1.0]], R=[[1.0]],
+    ...                           x0=[0.0], P0=[[1.0]])
+    >>> x, y = simulate(model, 100, rng=np.random.default_rng(0))
+    >>> filt = kalman_filter(model, y)
+    >>> smooth = rts_smoother(model, filt)
+"""
+
+from . import models
+from .filter import FilterResult, kalman_filter
+from .model import LinearGaussianSSM
+from .simulate import simulate
+from .smoother import SmootherResult, rts_smoother
+from .steady_state import steady_state
+
+__all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
+           "steady_state", "FilterResult", "SmootherResult", "models"]
+__version__ = "0.1.0"

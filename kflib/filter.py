@@ -1,0 +1,166 @@
+"""The Kalman filter for linear-Gaussian state-space models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._inputs import as_controls, as_observations, at, check_model
+
+__all__ = ["FilterResult", "kalman_filter"]
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _T(A: np.ndarray) -> np.ndarray:
+    """Transpose the last two axes (a stack of matrices)."""
+    return np.swapaxes(A, -1, -2)
+
+
+def _sym(A: np.ndarray) -> np.ndarray:
+    return 0.5 * (A + _T(A))
+
+
+@dataclass(frozen=True, eq=False)
+class FilterResult:
+    """What the Kalman filter computes. Time is the first axis after any batch axis.
+
+    Attributes
+    ----------
+    x_pred : (..., T, n) array
+        Predicted means ``x_{t|t-1}``.
+    P_pred : (..., T, n, n) array
+        Predicted covariances ``P_{t|t-1}``.
+    x_filt : (..., T, n) array
+        Filtered means ``x_{t|t}``.
+    P_filt : (..., T, n, n) array
+        Filtered covariances ``P_{t|t}``.
+    innovations : (..., T, m) array
+        ``y_t - H x_{t|t-1}``; NaN where ``y_t`` is missing.
+    S : (..., T, m, m) array
+        Innovation covariances ``H P_{t|t-1} H' + R`` (all components, observed or not).
+    K : (..., T, n, m) array
+        The gain applied; its columns for missing components are zero.
+    loglik : float or (batch,) array
+        Log-likelihood of the observed components, by prediction-error decomposition.
+    """
+
+    x_pred: np.ndarray
+    P_pred: np.ndarray
+    x_filt: np.ndarray
+    P_filt: np.ndarray
+    innovations: np.ndarray
+    S: np.ndarray
+    K: np.ndarray
+    loglik: float | np.ndarray
+
+
+def kalman_filter(model, y, u=None) -> FilterResult:
+    r"""Filter observations ``y`` through a linear-Gaussian state-space model.
+
+    For t = 1..T:
+
+    .. math::
+
+        x_{t|t-1} &= F x_{t-1|t-1} + B u_t, & P_{t|t-1} &= F P_{t-1|t-1} F' + Q \\
+        \nu_t &= y_t - H x_{t|t-1},        & S_t &= H P_{t|t-1} H' + R \\
+        K_t &= P_{t|t-1} H' S_t^{-1},       & x_{t|t} &= x_{t|t-1} + K_t \nu_t \\
+        P_{t|t} &= (I - K_t H) P_{t|t-1} (I - K_t H)' + K_t R K_t'
+
+    and :math:`\log L = -\tfrac12 \sum_t (m_t \log 2\pi + \log|S_t| + \nu_t' S_t^{-1} \nu_t)`.
+
+    Parameters
+    ----------
+    model : LinearGaussianSSM
+    y : (T, m) or (batch, T, m) array
+        Observations; NaN marks a missing component. A batch is filtered at
+        once (vectorised), with the same result as one series at a time.
+    u : (T, r) or (batch, T, r) array, optional
+        Controls; required exactly when the model has ``B``.
+
+    Returns
+    -------
+    FilterResult
+    """
+    model = check_model(model)
+    y, batched = as_observations(model, y)
+    nb, T, m = y.shape
+    n = model.n
+    u = as_controls(model, u, nb, T, batched)
+
+    x_pred = np.empty((nb, T, n))
+    P_pred = np.empty((nb, T, n, n))
+    x_filt = np.empty((nb, T, n))
+    P_filt = np.empty((nb, T, n, n))
+    innov = np.empty((nb, T, m))
+    S_all = np.empty((nb, T, m, m))
+    K_all = np.zeros((nb, T, n, m))
+    loglik = np.zeros(nb)
+
+    observed = ~np.isnan(y)
+    eye_n = np.eye(n)
+    x = np.broadcast_to(model.x0, (nb, n))
+    P = np.broadcast_to(model.P0, (nb, n, n))
+
+    for t in range(T):
+        F, H = at(model.F, t), at(model.H, t)
+        Q, R = at(model.Q, t), at(model.R, t)
+
+        # Predict: x = F x + B u,  P = F P F' + Q
+        x = x @ F.T
+        if u is not None:
+            x = x + u[:, t] @ at(model.B, t).T
+        P = _sym(F @ P @ F.T + Q)
+        x_pred[:, t], P_pred[:, t] = x, P
+
+        # Innovation nu = y - H x and its covariance S = H P H' + R
+        nu = y[:, t] - x @ H.T
+        PHt = P @ H.T
+        S = _sym(H @ PHt + R)
+        innov[:, t], S_all[:, t] = nu, S
+
+        obs = observed[:, t]
+        if not obs.any():                      # nothing observed: pure prediction
+            x_filt[:, t], P_filt[:, t] = x, P
+            continue
+        if obs.all():
+            Hm, Rm, num, PHtm, Sm = H, R, nu, PHt, S
+        else:
+            # Missing components: zero their rows of H and their innovation,
+            # give them unit variance uncorrelated with the rest. The update then
+            # uses the observed components only, and they add 0 to log|S|.
+            Hm = H * obs[:, :, None]
+            pair = obs[:, :, None] & obs[:, None, :]
+            Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[:, None, :]
+            num = np.where(obs, nu, 0.0)
+            PHtm = P @ _T(Hm)
+            Sm = _sym(Hm @ PHtm + Rm)
+
+        try:
+            L = np.linalg.cholesky(Sm)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError(
+                f"the innovation covariance S = H P H' + R is not positive definite "
+                f"at time index {t}; R must be positive definite wherever the "
+                f"predicted covariance leaves an observed direction certain") from None
+        # K' = S^{-1} H P and S^{-1} nu, in one solve
+        sol = np.linalg.solve(Sm, np.concatenate([_T(PHtm), num[..., None]], axis=-1))
+        K = _T(sol[..., :n])
+        Sinv_nu = sol[..., n]
+
+        # Update: x = x + K nu,  Joseph form P = (I - K H) P (I - K H)' + K R K'
+        x = x + (K @ num[..., None])[..., 0]
+        A = eye_n - K @ Hm
+        P = _sym(A @ P @ _T(A) + K @ Rm @ _T(K))
+        x_filt[:, t], P_filt[:, t], K_all[:, t] = x, P, K
+
+        # log L_t = -1/2 (m_t log 2 pi + log|S_t| + nu' S^{-1} nu)
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+        loglik += -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
+
+    out = (x_pred, P_pred, x_filt, P_filt, innov, S_all, K_all)
+    if not batched:
+        out = tuple(a[0] for a in out)
+        return FilterResult(*out, loglik=float(loglik[0]))
+    return FilterResult(*out, loglik=loglik)

@@ -1,0 +1,55 @@
+"""The steady-state (time-invariant) Kalman filter from the Riccati equation."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from ._inputs import check_model
+
+__all__ = ["steady_state"]
+
+
+def steady_state(model):
+    r"""Steady-state covariances and gain of a time-invariant model.
+
+    The predicted covariance solves the discrete algebraic Riccati equation
+
+    .. math::
+
+        P = F P F' - F P H' (H P H' + R)^{-1} H P F' + Q,
+
+    and then ``K = P H' (H P H' + R)^{-1}`` and ``P_filt = (I - K H) P``.
+
+    Parameters
+    ----------
+    model : LinearGaussianSSM
+        Time-invariant; ``(F, H)`` detectable and ``(F, Q^{1/2})`` stabilisable
+        for the limit to exist.
+
+    Returns
+    -------
+    P_pred : (n, n) array
+    K : (n, m) array
+    P_filt : (n, n) array
+    """
+    model = check_model(model)
+    if model.time_varying:
+        raise ValueError("steady_state needs a time-invariant model; this one has "
+                         f"time-varying matrices (T = {model.T})")
+    F, H, Q, R = model.F, model.H, model.Q, model.R
+    try:
+        # scipy solves A'XA - X - A'XB (R + B'XB)^{-1} B'XA + Q = 0; the filter's
+        # Riccati equation is its dual: A = F', B = H'.
+        P = scipy.linalg.solve_discrete_are(F.T, H.T, Q, R)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        raise ValueError("the Riccati equation has no stabilising solution for this "
+                         "model (check that (F, H) is detectable and that Q and R "
+                         f"make the filter well posed): {exc}") from None
+    P = 0.5 * (P + P.T)
+    S = H @ P @ H.T + R
+    # K = P H' S^{-1}
+    K = np.linalg.solve(S, H @ P).T
+    A = np.eye(model.n) - K @ H
+    P_filt = A @ P @ A.T + K @ R @ K.T
+    return P, K, 0.5 * (P_filt + P_filt.T)
