@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-TORCH_CPU ?= torch==2.13.0
+# torch for chapter 6: the CPU build by default (on the course machines this
+# version is on local disk; an unpinned torch would pull a multi-GB CUDA build).
+TORCH ?= torch==2.13.0
 
 .PHONY: help setup book test lab exercises clean
 
@@ -21,7 +23,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,grading,dev]'
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[book,grading,dev,dl]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -11,6 +11,7 @@ models -- simulation, the Kalman filter, the RTS smoother and the steady state.
 """
 
 from . import models
+from .em import ConvergenceWarning, EMResult, em
 from .filter import FilterResult, kalman_filter
 from .model import LinearGaussianSSM
 from .simulate import simulate
@@ -18,5 +19,6 @@ from .smoother import SmootherResult, rts_smoother
 from .steady_state import steady_state
 
 __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
-           "steady_state", "FilterResult", "SmootherResult", "models"]
+           "steady_state", "em", "FilterResult", "SmootherResult", "EMResult",
+           "ConvergenceWarning", "models"]
 __version__ = "0.1.0"
