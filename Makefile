@@ -38,7 +38,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=exercises
 
 exercises: $(STAMP)
-	$(BIN)/python -m kflib_course.exercises
+	$(BIN)/python tools/make_exercises.py
 
 clean:
 	rm -rf _build

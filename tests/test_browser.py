@@ -1,0 +1,185 @@
+"""The rendered book in a real browser, with no network.
+
+Headless Chromium (Debian's, at /usr/bin/chromium, driven by Playwright) opens
+every page of the table of contents, served from a loopback HTTP server, and
+checks that MathJax typeset the math, every image loaded, no request failed or
+left the machine, and nothing logged an error. The one console error the theme
+logs on every page ("Got invalid theme mode") is ignored.
+
+Without Chromium or Playwright the tests skip, saying why; with CI=true they
+fail instead, since CI must run them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest_book import built_book, page_assets, page_path, toc_docnames  # noqa: F401
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+KNOWN_THEME_ERROR = "Got invalid theme mode"
+DOCNAMES = toc_docnames()
+CHAPTER1 = "book/01-state-space"
+
+
+def _unavailable_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _unavailable_reason()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    """Serves _build/html on 127.0.0.1 (a free port) for the module's tests."""
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+class PageVisit:
+    """Opens one page and records what happened while it loaded."""
+
+    def __init__(self, browser, origin: str, docname: str):
+        self.origin = origin
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.failed: list[str] = []
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        pg = self.page
+        pg.on("request", lambda r: self.requests.append(r.url))
+        pg.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        pg.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} (HTTP {r.status})"))
+        pg.on("console", self._console)
+        pg.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        pg.goto(f"{origin}/{docname}.html", wait_until="load", timeout=60_000)
+        # Load every image now, including any the page marks as lazy.
+        pg.evaluate("""async () => {
+            const imgs = [...document.images];
+            imgs.forEach(i => { i.loading = 'eager'; });
+            await Promise.all(imgs.map(i => i.complete ? null :
+                new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })));
+        }""")
+
+    def _console(self, msg):
+        if msg.type == "error" and KNOWN_THEME_ERROR not in msg.text:
+            where = (msg.location or {}).get("url", "")
+            self.console_errors.append(f"{msg.text} [{where}]")
+
+    def wait_for_mathjax(self) -> int:
+        """Waits until MathJax has typeset the page; returns the mjx-container count."""
+        self.page.wait_for_function(
+            "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
+            timeout=60_000)
+        return self.page.evaluate(
+            "() => MathJax.startup.promise.then(() => document.querySelectorAll('mjx-container').length)")
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, server):
+    opened = []
+
+    def _open(docname: str) -> PageVisit:
+        v = PageVisit(browser, server, docname)
+        opened.append(v)
+        return v
+
+    yield _open
+    for v in opened:
+        v.close()
+
+
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_page_renders_offline(built_book, visit, docname):
+    has_math = page_assets(page_path(built_book, docname)).has_math
+    v = visit(docname)
+
+    if has_math:
+        n_math = v.wait_for_mathjax()
+        assert n_math > 0, f"{docname}: MathJax typeset nothing"
+        untypeset = v.page.evaluate(
+            "() => [...document.querySelectorAll('.math')]"
+            ".filter(e => !e.querySelector('mjx-container')).length")
+        assert untypeset == 0, f"{docname}: {untypeset} math elements were not typeset"
+        errors = v.page.locator("mjx-merror").count()
+        assert errors == 0, f"{docname}: {errors} TeX errors in the math"
+
+    broken = v.page.evaluate(
+        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert not broken, f"{docname}: images that did not load: {broken}"
+
+    outside = [u for u in v.requests
+               if not (u.startswith(v.origin) or u.startswith(("data:", "blob:", "about:")))]
+    assert not outside, f"{docname}: requests that left the machine: {outside}"
+    assert not v.failed, f"{docname}: failed requests: {v.failed}"
+    assert not v.page_errors, f"{docname}: uncaught JavaScript errors: {v.page_errors}"
+    assert not v.console_errors, f"{docname}: console errors: {v.console_errors}"
+
+
+def test_chapter1_answers_open_and_show_math(visit):
+    v = visit(CHAPTER1)
+    v.wait_for_mathjax()
+    dropdowns = v.page.locator("details.sd-dropdown")
+    assert dropdowns.count() >= 3
+    first = dropdowns.first
+    assert first.get_attribute("open") is None, "answers should start hidden"
+    first.locator("summary").click()
+    v.page.wait_for_function(
+        "() => document.querySelector('details.sd-dropdown').open")
+    body = first.locator(".sd-card-body")
+    assert body.is_visible()
+    assert body.locator("mjx-container").count() > 0
+
+
+def test_chapter1_exercise_download_is_served(visit):
+    v = visit(CHAPTER1)
+    link = v.page.locator("a[href$='ps01-state-space.ipynb']").first
+    href = link.get_attribute("href")
+    response = v.page.request.get(f"{v.page.url.rsplit('/', 1)[0]}/{href}")
+    assert response.status == 200
+    assert '"cells"' in response.text()
