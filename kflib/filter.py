@@ -8,7 +8,7 @@ import numpy as np
 
 from ._inputs import as_controls, as_observations, at, check_model
 
-__all__ = ["FilterResult", "kalman_filter"]
+__all__ = ["FilterResult", "kalman_filter", "gaussian_update"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -99,7 +99,6 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     loglik = np.zeros(nb)
 
     observed = ~np.isnan(y)
-    eye_n = np.eye(n)
     x = np.broadcast_to(model.x0, (nb, n))
     P = np.broadcast_to(model.P0, (nb, n, n))
 
@@ -116,51 +115,83 @@ def kalman_filter(model, y, u=None) -> FilterResult:
 
         # Innovation nu = y - H x and its covariance S = H P H' + R
         nu = y[:, t] - x @ H.T
-        PHt = P @ H.T
-        S = _sym(H @ PHt + R)
+        S = _sym(H @ P @ H.T + R)
         innov[:, t], S_all[:, t] = nu, S
 
         obs = observed[:, t]
         if not obs.any():                      # nothing observed: pure prediction
             x_filt[:, t], P_filt[:, t] = x, P
             continue
-        if obs.all():
-            Hm, Rm, num, PHtm, Sm = H, R, nu, PHt, S
-        else:
-            # Missing components: zero their rows of H and their innovation,
-            # give them unit variance uncorrelated with the rest. The update then
-            # uses the observed components only, and they add 0 to log|S|.
-            Hm = H * obs[:, :, None]
-            pair = obs[:, :, None] & obs[:, None, :]
-            Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[:, None, :]
-            num = np.where(obs, nu, 0.0)
-            PHtm = P @ _T(Hm)
-            Sm = _sym(Hm @ PHtm + Rm)
-
-        try:
-            L = np.linalg.cholesky(Sm)
-        except np.linalg.LinAlgError:
-            raise np.linalg.LinAlgError(
-                f"the innovation covariance S = H P H' + R is not positive definite "
-                f"at time index {t}; R must be positive definite wherever the "
-                f"predicted covariance leaves an observed direction certain") from None
-        # K' = S^{-1} H P and S^{-1} nu, in one solve
-        sol = np.linalg.solve(Sm, np.concatenate([_T(PHtm), num[..., None]], axis=-1))
-        K = _T(sol[..., :n])
-        Sinv_nu = sol[..., n]
-
-        # Update: x = x + K nu,  Joseph form P = (I - K H) P (I - K H)' + K R K'
-        x = x + (K @ num[..., None])[..., 0]
-        A = eye_n - K @ Hm
-        P = _sym(A @ P @ _T(A) + K @ Rm @ _T(K))
+        x, P, K, ll = gaussian_update(x, P, nu, H, R, obs, t)
         x_filt[:, t], P_filt[:, t], K_all[:, t] = x, P, K
-
-        # log L_t = -1/2 (m_t log 2 pi + log|S_t| + nu' S^{-1} nu)
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
-        loglik += -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
+        loglik += ll
 
     out = (x_pred, P_pred, x_filt, P_filt, innov, S_all, K_all)
     if not batched:
         out = tuple(a[0] for a in out)
         return FilterResult(*out, loglik=float(loglik[0]))
     return FilterResult(*out, loglik=loglik)
+
+
+def gaussian_update(x, P, nu, H, R, obs, t=None):
+    r"""One measurement update of a stack of Gaussians, observed components only.
+
+    Parameters
+    ----------
+    x : (Bt, n) array
+        Predicted means.
+    P : (Bt, n, n) array
+        Predicted covariances.
+    nu : (Bt, m) array
+        Innovations ``y - E[y]`` (anything where not observed).
+    H : (m, n) or (Bt, m, n) array
+        Observation matrix (or its linearisation).
+    R : (m, m) array
+        Observation-noise covariance.
+    obs : (Bt, m) bool array
+        Which components were observed.
+    t : int, optional
+        Time index, for error messages.
+
+    Returns
+    -------
+    x, P : updated means and covariances (Joseph form)
+    K : (Bt, n, m) array, the gain (zero columns for missing components)
+    loglik : (Bt,) array, this step's log-likelihood term
+    """
+    n, m = P.shape[-1], nu.shape[-1]
+    if obs.all():
+        Hm, Rm, num = H, R, nu
+    else:
+        # Missing components: zero their rows of H and their innovation, give
+        # them unit variance uncorrelated with the rest. The update then uses
+        # the observed components only, and they add 0 to log|S|.
+        Hm = H * obs[:, :, None]
+        pair = obs[:, :, None] & obs[:, None, :]
+        Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[:, None, :]
+        num = np.where(obs, nu, 0.0)
+    # S = H P H' + R
+    PHt = P @ _T(Hm)
+    S = _sym(Hm @ PHt + Rm)
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        where = f" at time index {t}" if t is not None else ""
+        raise np.linalg.LinAlgError(
+            f"the innovation covariance S = H P H' + R is not positive definite{where}; "
+            "R must be positive definite wherever the predicted covariance leaves an "
+            "observed direction certain") from None
+    # K' = S^{-1} H P and S^{-1} nu, in one solve
+    sol = np.linalg.solve(S, np.concatenate([_T(PHt), num[..., None]], axis=-1))
+    K = _T(sol[..., :n])
+    Sinv_nu = sol[..., n]
+
+    # Update: x = x + K nu,  Joseph form P = (I - K H) P (I - K H)' + K R K'
+    x = x + (K @ num[..., None])[..., 0]
+    A = np.eye(n) - K @ Hm
+    P = _sym(A @ P @ _T(A) + K @ Rm @ _T(K))
+
+    # log L_t = -1/2 (m_t log 2 pi + log|S_t| + nu' S^{-1} nu)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+    ll = -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
+    return x, P, K, ll
