@@ -1,0 +1,236 @@
+r"""Fast paths for long series: the filter and smoother once the covariances settle.
+
+For a time-invariant model observed at every step, the Riccati recursion
+for :math:`P_{t|t-1}` does not depend on the data and converges within a few
+dozen steps. After that the gain is constant and the means follow the linear
+recursion
+
+.. math::
+
+    x_{t|t} = A x_{t-1|t-1} + b_t, \qquad A = (I - K H) F, \quad
+    b_t = K y_t + (I - K H) B u_t,
+
+which :func:`linear_recursion` evaluates in blocks with matrix products
+instead of one Python step per observation. The covariances of the exact
+filter are used up to the step where they stop changing (to round-off), so
+the results equal :func:`kflib.kalman_filter`'s to about 1e-12.
+
+Anything else (missing values, time-varying matrices) falls back to the
+sequential filter, which stays the readable reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from ._inputs import as_controls, as_observations, check_model
+from .filter import LOG_2PI, FilterResult, _sym, _T, kalman_filter
+from .smoother import SmootherResult, _gain, rts_smoother
+
+__all__ = ["linear_recursion", "fast_filter", "fast_smoother"]
+
+BLOCK = 64
+
+
+def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
+                     block: int = BLOCK) -> np.ndarray:
+    """Evaluate ``x_t = A x_{t-1} + b_t`` for t = 0..N-1, starting from ``x_init``.
+
+    Within a block of L steps, ``x_{s+j} = A^{j+1} x_{s-1} + sum_{i<=j} A^{j-i} b_{s+i}``:
+    the sums for every block come from one product with a block-Toeplitz
+    matrix of powers of A, and only the carry from block to block is sequential.
+
+    Parameters
+    ----------
+    A : (n, n) array
+    b : (..., N, n) array
+        Inputs; leading axes are a batch.
+    x_init : (..., n) array
+        The state before the first step.
+
+    Returns
+    -------
+    (..., N, n) array
+    """
+    *batch, N, n = b.shape
+    L = max(1, min(block, N))
+    nblk = -(-N // L)
+    pad = nblk * L - N
+    bb = np.concatenate([b, np.zeros((*batch, pad, n))], axis=-2) if pad else b
+    bb = bb.reshape(*batch, nblk, L * n)
+    # powers[j] = A^j, j = 0..L
+    powers = np.empty((L + 1, n, n))
+    powers[0] = np.eye(n)
+    for j in range(1, L + 1):
+        powers[j] = A @ powers[j - 1]
+    # Toeplitz M with block (j, i) = A^{j-i} for i <= j: sums = M @ [b_s .. b_{s+L-1}]
+    M = np.zeros((L, n, L, n))
+    for j in range(L):
+        for i in range(j + 1):
+            M[j, :, i, :] = powers[j - i]
+    M = M.reshape(L * n, L * n)
+    z = (bb @ M.T).reshape(*batch, nblk, L, n)          # zero-start response per block
+    # carry: x_{end of block k} = A^L x_{end of block k-1} + z_k[L-1]
+    AL = powers[L]
+    out = np.empty_like(z)
+    carry = np.broadcast_to(np.asarray(x_init, dtype=float), (*batch, n))
+    Pw = powers[1:]                                      # A^{j+1}, j = 0..L-1
+    for k in range(nblk):
+        out[..., k, :, :] = z[..., k, :, :] + np.einsum("jab,...b->...ja", Pw, carry)
+        carry = out[..., k, L - 1, :]
+    return out.reshape(*batch, nblk * L, n)[..., :N, :]
+
+
+def _steady_index(P_pred: np.ndarray, rtol: float) -> int | None:
+    """First index after which P_pred no longer changes (to rtol), or None."""
+    scale = np.abs(P_pred).max(axis=(-1, -2))
+    change = np.abs(np.diff(P_pred, axis=0)).max(axis=(-1, -2))
+    ok = change <= rtol * scale[1:]
+    # settled at k when every later change is tiny as well
+    if not ok[-1]:
+        return None
+    bad = np.flatnonzero(~ok)
+    return int(bad[-1] + 2) if bad.size else 1
+
+
+def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
+    """Same result as :func:`kflib.kalman_filter`, faster on long series.
+
+    Uses the steady-state recursion (see the module docstring) when the model
+    is time-invariant and ``y`` has no missing values; otherwise it is
+    :func:`kflib.kalman_filter` itself. Covariance arrays after the settling
+    step are read-only broadcast views of one matrix.
+    """
+    model = check_model(model)
+    y3, batched = as_observations(model, y)
+    nb, T, m = y3.shape
+    u3 = as_controls(model, u, nb, T, batched)
+    if model.time_varying or np.isnan(y3).any():
+        return kalman_filter(model, y, u=u)
+    n = model.n
+    F, H, Q, R = model.F, model.H, model.Q, model.R
+
+    # The covariance path does not depend on y: run the exact filter on a
+    # prefix until P_pred stops changing, doubling the prefix if needed.
+    k = min(T, 128)
+    while True:
+        head = kalman_filter(model, np.zeros((k, m)),
+                             u=None if model.B is None else np.zeros((k, model.r)))
+        ks = _steady_index(head.P_pred, rtol) if k > 1 else None
+        if ks is not None and ks < k - 1 or k == T:
+            break
+        k = min(T, 2 * k)
+    if ks is None or ks >= T - 1 or ks >= k - 1:
+        return kalman_filter(model, y, u=u)
+
+    # exact filter for steps 0..ks (means depend on y), steady after that
+    ex = kalman_filter(model, y3[:, :ks + 1], u=None if u3 is None else u3[:, :ks + 1])
+    Pp, Pf, K = head.P_pred[ks], head.P_filt[ks], head.K[ks]
+    S = _sym(H @ Pp @ H.T + R)
+    I_KH = np.eye(n) - K @ H
+    A = I_KH @ F
+    rest = slice(ks + 1, T)
+    b = y3[:, rest] @ K.T
+    if u3 is not None:
+        b = b + u3[:, rest] @ (I_KH @ model.B).T
+    xf_rest = linear_recursion(A, b, ex.x_filt[:, -1])
+    x_filt = np.concatenate([ex.x_filt, xf_rest], axis=1)
+    prev = x_filt[:, ks:T - 1]
+    xp_rest = prev @ F.T
+    if u3 is not None:
+        xp_rest = xp_rest + u3[:, rest] @ model.B.T
+    x_pred = np.concatenate([ex.x_pred, xp_rest], axis=1)
+    nu_rest = y3[:, rest] - xp_rest @ H.T
+    innov = np.concatenate([ex.innovations, nu_rest], axis=1)
+
+    # log-likelihood of the steady part: S is constant
+    L = np.linalg.cholesky(S)
+    logdet = 2.0 * np.log(np.diag(L)).sum()
+    # nu' S^{-1} nu = |L^{-1} nu|^2 with S = L L'
+    z = scipy.linalg.solve_triangular(L, nu_rest.reshape(-1, m).T, lower=True)
+    quad = (z * z).sum(0).reshape(nb, -1)
+    loglik = ex.loglik + (-0.5 * ((T - ks - 1) * (m * LOG_2PI + logdet) + quad.sum(-1)))
+
+    def cov(head_part, steady, shape):
+        full = np.empty((nb, T) + shape)
+        full[:, :ks + 1] = head_part[:ks + 1]
+        full[:, ks + 1:] = steady
+        return full
+
+    out = dict(x_pred=x_pred, P_pred=cov(head.P_pred, Pp, (n, n)), x_filt=x_filt,
+               P_filt=cov(head.P_filt, Pf, (n, n)), innovations=innov,
+               S=cov(head.S, S, (m, m)), K=cov(head.K, K, (n, m)))
+    if not batched:
+        return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
+    return FilterResult(**out, loglik=np.asarray(loglik))
+
+
+def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherResult:
+    """Same result as :func:`kflib.rts_smoother`, faster on long steady series.
+
+    Where the filter's covariances are constant the smoother gain G is
+    constant too, and the backward mean recursion is evaluated in blocks; the
+    smoothed covariances are iterated exactly until they settle.
+    """
+    model = check_model(model)
+    if model.time_varying:
+        return rts_smoother(model, filt)
+    batched = filt.x_filt.ndim == 3
+    Pp_all = filt.P_pred if not batched else filt.P_pred[0]
+    T = Pp_all.shape[0]
+    if batched and not (np.array_equal(filt.P_pred, np.broadcast_to(filt.P_pred[:1], filt.P_pred.shape))):
+        return rts_smoother(model, filt)
+    ks = _steady_index(Pp_all, rtol) if T > 2 else None
+    if ks is None or ks >= T - 3:
+        return rts_smoother(model, filt)
+    n = model.n
+    F = model.F
+    xf, Pf_all = filt.x_filt, filt.P_filt if not batched else filt.P_filt[0]
+    xp = filt.x_pred
+    if not batched:
+        xf, xp = xf[None], xp[None]
+    nb = xf.shape[0]
+
+    # Covariances and gains do not depend on y: exact backward pass on them
+    Ps = np.empty((T, n, n))
+    G_all = np.empty((T, n, n))
+    Ps[-1] = Pf_all[-1]
+    Pf_s, Pp_s = Pf_all[ks], Pp_all[ks]
+    G_s = _gain(Pf_s, F, Pp_s)
+    settled = None
+    for k in range(T - 2, -2, -1):
+        P_k = Pf_all[k] if k >= 0 else model.P0
+        G = G_s if k >= ks else _gain(P_k, F, Pp_all[k + 1])
+        if settled is not None and k >= ks:
+            Ps[k] = Ps[k + 1]
+            G_all[k + 1] = G
+            continue
+        P_s = _sym(P_k + G @ (Ps[k + 1] - Pp_all[k + 1]) @ G.T)
+        G_all[k + 1] = G
+        if k >= 0:
+            if settled is None and k >= ks and np.abs(P_s - Ps[k + 1]).max() <= rtol * np.abs(P_s).max():
+                settled = k
+            Ps[k] = P_s
+        else:
+            P0s = P_s
+    # Means: constant G on [ks, T-2], blocked; exact loop before
+    xs = np.empty_like(xf)
+    xs[:, -1] = xf[:, -1]
+    # reversed recursion: s_k = G s_{k+1} + (xf_k - G xp_{k+1}) for k = T-2 .. ks
+    idx = np.arange(T - 2, ks - 1, -1)
+    b = xf[:, idx] - xp[:, idx + 1] @ G_s.T
+    xs[:, idx] = linear_recursion(G_s, b, xs[:, -1])
+    for k in range(ks - 1, -2, -1):
+        x_k = xf[:, k] if k >= 0 else np.broadcast_to(model.x0, (nb, n))
+        G = G_all[k + 1]
+        x_s = x_k + (xs[:, k + 1] - xp[:, k + 1]) @ G.T
+        if k >= 0:
+            xs[:, k] = x_s
+        else:
+            x0s = x_s
+    P_lag1 = Ps @ _T(G_all)
+    if not batched:
+        return SmootherResult(xs[0], Ps, P_lag1, G_all, x0s[0], P0s)
+    rep = lambda a: np.broadcast_to(a, (nb,) + a.shape).copy()  # noqa: E731
+    return SmootherResult(xs, rep(Ps), rep(P_lag1), rep(G_all), x0s, rep(P0s))

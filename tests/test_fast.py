@@ -1,0 +1,67 @@
+"""The fast paths equal the sequential reference filter and smoother."""
+
+import numpy as np
+import pytest
+
+from kflib import kalman_filter, models, rts_smoother, simulate
+from kflib.fast import fast_filter, fast_smoother, linear_recursion
+from conftest import random_model
+
+F_FIELDS = ("x_pred", "P_pred", "x_filt", "P_filt", "S", "K")
+S_FIELDS = ("x_smooth", "P_smooth", "P_lag1", "G", "x0_smooth", "P0_smooth")
+
+
+def assert_same(a, b, fields, tol=1e-9):
+    for name in fields:
+        x, y = getattr(a, name), getattr(b, name)
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol * np.abs(y).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_linear_recursion_matches_a_loop(rng, block):
+    A = 0.9 * np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    b = rng.standard_normal((2, 500, 3))
+    x_init = rng.standard_normal((2, 3))
+    ref = np.empty_like(b)
+    x = x_init
+    for t in range(500):
+        x = x @ A.T + b[:, t]
+        ref[:, t] = x
+    np.testing.assert_allclose(linear_recursion(A, b, x_init, block=block), ref,
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["cv", "random-3-2", "controls", "batch"])
+def test_fast_filter_and_smoother_equal_the_reference(case, rng):
+    T = 1500
+    u = None
+    if case == "cv":
+        model = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    elif case == "controls":
+        model = random_model(rng, 2, 1, r=1)
+        u = rng.standard_normal((T, 1))
+    else:
+        model = random_model(rng, 3, 2)
+    if case == "batch":
+        y = np.stack([simulate(model, T, rng=rng)[1] for _ in range(4)])
+    else:
+        y = simulate(model, T, rng=rng, u=u)[1]
+    ref = kalman_filter(model, y, u=u)
+    got = fast_filter(model, y, u=u)
+    assert_same(got, ref, F_FIELDS)
+    np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-11)
+    np.testing.assert_allclose(got.innovations, ref.innovations, rtol=1e-9,
+                               atol=1e-9 * np.abs(ref.innovations).max())
+    assert_same(fast_smoother(model, got), rts_smoother(model, ref), S_FIELDS)
+
+
+def test_fallbacks_for_missing_values_and_short_series(rng):
+    model = random_model(rng, 2, 2)
+    y = simulate(model, 300, rng=rng)[1]
+    y[100, 0] = np.nan
+    assert_same(fast_filter(model, y), kalman_filter(model, y), F_FIELDS, tol=1e-14)
+    short = y[:3]
+    short = np.nan_to_num(short)
+    f = fast_filter(model, short)
+    assert_same(f, kalman_filter(model, short), F_FIELDS, tol=1e-14)
+    assert_same(fast_smoother(model, f), rts_smoother(model, f), S_FIELDS, tol=1e-14)
