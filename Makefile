@@ -10,13 +10,14 @@ STAMP  := $(VENV)/.installed
 # version is on local disk; an unpinned torch would pull a multi-GB CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: help setup book test lab exercises clean
+.PHONY: help setup book test lab exercises bench clean
 
 help:
 	@echo "make book       build the HTML book into _build/html"
 	@echo "make test       run every test (kflib, book, exercises, browser)"
 	@echo "make lab        open JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/ (nbgrader)"
+	@echo "make bench      time kflib beside statsmodels, filterpy, pykalman"
 
 setup: $(STAMP)
 
@@ -39,6 +40,10 @@ lab: $(STAMP)
 
 exercises: $(STAMP)
 	$(BIN)/python tools/make_exercises.py
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet filterpy pykalman
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf _build

@@ -28,7 +28,7 @@ from ._inputs import as_controls, as_observations, check_model
 from .filter import LOG_2PI, FilterResult, _sym, _T, kalman_filter
 from .smoother import SmootherResult, _gain, rts_smoother
 
-__all__ = ["linear_recursion", "fast_filter", "fast_smoother"]
+__all__ = ["linear_recursion", "riccati_path", "fast_filter", "fast_smoother"]
 
 BLOCK = 64
 
@@ -94,13 +94,62 @@ def _steady_index(P_pred: np.ndarray, rtol: float) -> int | None:
     return int(bad[-1] + 2) if bad.size else 1
 
 
+class _Path:
+    """Covariances, gains and innovation covariances of the first k steps."""
+
+    def __init__(self, k, n, m):
+        self.P_pred, self.P_filt = np.empty((k, n, n)), np.empty((k, n, n))
+        self.K, self.S = np.empty((k, n, m)), np.empty((k, m, m))
+
+
+def riccati_path(model, k: int) -> _Path:
+    """The filter's covariance recursion alone (it does not depend on the data),
+    for a time-invariant model observed at every step; one series, plain 2-D
+    arrays. The same equations as :func:`kflib.kalman_filter`, Joseph form."""
+    F, H, Q, R = model.F, model.H, model.Q, model.R
+    n, m = model.n, model.m
+    out = _Path(k, n, m)
+    P = model.P0
+    eye = np.eye(n)
+    for t in range(k):
+        # P = F P F' + Q;  S = H P H' + R;  K = P H' S^{-1}
+        P = F @ P @ F.T + Q
+        P = 0.5 * (P + P.T)
+        S = H @ P @ H.T + R
+        S = 0.5 * (S + S.T)
+        K = np.linalg.solve(S, H @ P).T
+        out.P_pred[t], out.S[t], out.K[t] = P, S, K
+        # P = (I - K H) P (I - K H)' + K R K'
+        A = eye - K @ H
+        P = A @ P @ A.T + K @ R @ K.T
+        P = 0.5 * (P + P.T)
+        out.P_filt[t] = P
+    return out
+
+
+def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Sum over time of log N(nu_t; 0, S_t): nu (Bt, N, m), S (N, m, m) or (1, m, m)."""
+    m = nu.shape[-1]
+    L = np.linalg.cholesky(S)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)       # (N,) or (1,)
+    if S.shape[0] == 1:
+        # nu' S^{-1} nu = |L^{-1} nu|^2 with S = L L'
+        z = scipy.linalg.solve_triangular(L[0], nu.reshape(-1, m).T, lower=True)
+        quad = (z * z).sum(0).reshape(nu.shape[:-1])
+        return -0.5 * (nu.shape[-2] * (m * LOG_2PI + logdet[0]) + quad.sum(-1))
+    w = np.linalg.solve(S, np.moveaxis(nu, 0, -1))                           # (N, m, Bt)
+    quad = np.einsum("btm,tmb->bt", nu, w)
+    return -0.5 * ((m * LOG_2PI + logdet).sum() + quad.sum(-1))
+
+
 def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     """Same result as :func:`kflib.kalman_filter`, faster on long series.
 
     Uses the steady-state recursion (see the module docstring) when the model
     is time-invariant and ``y`` has no missing values; otherwise it is
-    :func:`kflib.kalman_filter` itself. Covariance arrays after the settling
-    step are read-only broadcast views of one matrix.
+    :func:`kflib.kalman_filter` itself. The covariances do not depend on the
+    data then, so they are computed once, and for a batch the covariance
+    arrays are read-only views shared by all series.
     """
     model = check_model(model)
     y3, batched = as_observations(model, y)
@@ -111,52 +160,58 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     n = model.n
     F, H, Q, R = model.F, model.H, model.Q, model.R
 
-    # The covariance path does not depend on y: run the exact filter on a
-    # prefix until P_pred stops changing, doubling the prefix if needed.
+    # The covariance path does not depend on y: run the exact filter on zeros
+    # (one series) until P_pred stops changing, doubling the prefix if needed.
     k = min(T, 128)
     while True:
-        head = kalman_filter(model, np.zeros((k, m)),
-                             u=None if model.B is None else np.zeros((k, model.r)))
+        head = riccati_path(model, k)
         ks = _steady_index(head.P_pred, rtol) if k > 1 else None
-        if ks is not None and ks < k - 1 or k == T:
+        if (ks is not None and ks < k - 1) or k == T:
             break
         k = min(T, 2 * k)
-    if ks is None or ks >= T - 1 or ks >= k - 1:
-        return kalman_filter(model, y, u=u)
+    if ks is None:
+        ks = T - 1                       # never settles: the gains vary to the end
+    ks = min(ks, T - 1)
 
-    # exact filter for steps 0..ks (means depend on y), steady after that
-    ex = kalman_filter(model, y3[:, :ks + 1], u=None if u3 is None else u3[:, :ks + 1])
-    Pp, Pf, K = head.P_pred[ks], head.P_filt[ks], head.K[ks]
-    S = _sym(H @ Pp @ H.T + R)
-    I_KH = np.eye(n) - K @ H
-    A = I_KH @ F
-    rest = slice(ks + 1, T)
-    b = y3[:, rest] @ K.T
-    if u3 is not None:
-        b = b + u3[:, rest] @ (I_KH @ model.B).T
-    xf_rest = linear_recursion(A, b, ex.x_filt[:, -1])
-    x_filt = np.concatenate([ex.x_filt, xf_rest], axis=1)
-    prev = x_filt[:, ks:T - 1]
-    xp_rest = prev @ F.T
-    if u3 is not None:
-        xp_rest = xp_rest + u3[:, rest] @ model.B.T
-    x_pred = np.concatenate([ex.x_pred, xp_rest], axis=1)
-    nu_rest = y3[:, rest] - xp_rest @ H.T
-    innov = np.concatenate([ex.innovations, nu_rest], axis=1)
+    # Means for steps 0..ks with the time-varying gains, all series at once:
+    # x_pred = F x + B u, nu = y - H x_pred, x_filt = x_pred + K_t nu
+    x_pred = np.empty((nb, T, n))
+    x_filt = np.empty((nb, T, n))
+    innov = np.empty((nb, T, m))
+    x = np.broadcast_to(model.x0, (nb, n))
+    for t in range(ks + 1):
+        x = x @ F.T
+        if u3 is not None:
+            x = x + u3[:, t] @ model.B.T
+        x_pred[:, t] = x
+        nu = y3[:, t] - x @ H.T
+        innov[:, t] = nu
+        x = x + nu @ head.K[t].T
+        x_filt[:, t] = x
+    loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
 
-    # log-likelihood of the steady part: S is constant
-    L = np.linalg.cholesky(S)
-    logdet = 2.0 * np.log(np.diag(L)).sum()
-    # nu' S^{-1} nu = |L^{-1} nu|^2 with S = L L'
-    z = scipy.linalg.solve_triangular(L, nu_rest.reshape(-1, m).T, lower=True)
-    quad = (z * z).sum(0).reshape(nb, -1)
-    loglik = ex.loglik + (-0.5 * ((T - ks - 1) * (m * LOG_2PI + logdet) + quad.sum(-1)))
+    Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
+    if ks < T - 1:
+        # steady part: x_filt_t = (I - K H) F x_filt_{t-1} + K y_t + (I - K H) B u_t
+        I_KH = np.eye(n) - K @ H
+        A = I_KH @ F
+        rest = slice(ks + 1, T)
+        b = y3[:, rest] @ K.T
+        if u3 is not None:
+            b = b + u3[:, rest] @ (I_KH @ model.B).T
+        x_filt[:, rest] = linear_recursion(A, b, x_filt[:, ks])
+        x_pred[:, rest] = x_filt[:, ks:T - 1] @ F.T
+        if u3 is not None:
+            x_pred[:, rest] += u3[:, rest] @ model.B.T
+        innov[:, rest] = y3[:, rest] - x_pred[:, rest] @ H.T
+        loglik = loglik + _gaussian_loglik(innov[:, rest], S[None])
 
     def cov(head_part, steady, shape):
-        full = np.empty((nb, T) + shape)
-        full[:, :ks + 1] = head_part[:ks + 1]
-        full[:, ks + 1:] = steady
-        return full
+        full = np.empty((T,) + shape)
+        full[:ks + 1] = head_part[:ks + 1]
+        full[ks + 1:] = steady
+        # one covariance path serves every series of a batch: a read-only view
+        return np.broadcast_to(full, (nb, T) + shape)
 
     out = dict(x_pred=x_pred, P_pred=cov(head.P_pred, Pp, (n, n)), x_filt=x_filt,
                P_filt=cov(head.P_filt, Pf, (n, n)), innovations=innov,

@@ -1,0 +1,171 @@
+"""Benchmarks: kflib beside statsmodels, filterpy and pykalman, in one process.
+
+Prints one table (median wall time over repeats, and each library's time as a
+multiple of kflib's fastest) and writes every figure to _build/bench.json as
+records {"case", "library", "metric", "value", "unit"}.
+
+    make bench            # installs the peers, then runs this
+    python bench/run.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from kflib import em, kalman_filter, models, rts_smoother, simulate
+from kflib.fast import fast_filter, fast_smoother
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS: list[dict] = []
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def record(case, library, metric, value, unit):
+    RECORDS.append(dict(case=case, library=library, metric=metric, value=float(value),
+                        unit=unit))
+
+
+def statsmodels_filter(model, y, smooth=False):
+    from statsmodels.tsa.statespace.mlemodel import MLEModel
+    mod = MLEModel(y, k_states=model.n, k_posdef=model.n, initialization="known",
+                   initial_state=model.F @ model.x0,
+                   initial_state_cov=model.F @ model.P0 @ model.F.T + model.Q)
+    for k, v in (("design", model.H), ("obs_cov", model.R), ("transition", model.F),
+                 ("selection", np.eye(model.n)), ("state_cov", model.Q)):
+        mod.ssm[k] = v
+    return (lambda: mod.ssm.smooth()) if smooth else (lambda: mod.ssm.filter())
+
+
+def filterpy_filter(model, y):
+    from filterpy.kalman import KalmanFilter
+
+    def run():
+        kf = KalmanFilter(dim_x=model.n, dim_z=model.m)
+        kf.x, kf.P = model.x0.copy(), model.P0.copy()
+        kf.F, kf.H, kf.Q, kf.R = model.F, model.H, model.Q, model.R
+        out = np.empty((len(y), model.n))
+        for t, yt in enumerate(y):
+            kf.predict()
+            kf.update(yt)
+            out[t] = kf.x
+        return out
+    return run
+
+
+def pykalman_filter(model, y, smooth=False):
+    from pykalman import KalmanFilter
+    kf = KalmanFilter(transition_matrices=model.F, observation_matrices=model.H,
+                      transition_covariance=model.Q, observation_covariance=model.R,
+                      initial_state_mean=model.F @ model.x0,
+                      initial_state_covariance=model.F @ model.P0 @ model.F.T + model.Q)
+    return (lambda: kf.smooth(y)) if smooth else (lambda: kf.filter(y))
+
+
+def compare(case, entries, unit="s"):
+    """entries: {library: (callable, repeats, scale)}; scale converts to the case size."""
+    results = {}
+    for lib, (fn, repeats, scale) in entries.items():
+        try:
+            results[lib] = median_time(fn, repeats) * scale
+        except ImportError as exc:
+            print(f"  {lib}: not installed ({exc.name})")
+            continue
+        record(case, lib, "median_wall", results[lib], unit)
+    best = min(v for k, v in results.items() if k.startswith("kflib"))
+    print(f"\n{case}")
+    for lib, v in sorted(results.items(), key=lambda kv: kv[1]):
+        print(f"  {lib:28s} {v * 1e3:12.2f} ms   {v / best:8.1f} x kflib")
+        if not lib.startswith("kflib"):
+            record(case, lib, "ratio_to_kflib", v / best, "x")
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    args = p.parse_args(argv)
+    quick = args.quick
+    rep = 3 if quick else 7
+    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, "
+          f"python {platform.python_version()}, numpy {np.__version__}")
+
+    cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    T = 20_000 if quick else 100_000
+    _, y = simulate(cv, T, rng=0)
+    short = y[: T // 20]                  # the slow peers run on a 1/20 prefix, scaled up
+    case = f"filter T={T:.0e} n=2 m=1"
+    compare(case, {
+        "kflib.fast_filter": (lambda: fast_filter(cv, y), rep, 1.0),
+        "kflib.kalman_filter": (lambda: kalman_filter(cv, short), 1, 20.0),
+        "statsmodels": (statsmodels_filter(cv, y), rep, 1.0),
+        "filterpy": (filterpy_filter(cv, short), 1, 20.0),
+        "pykalman": (pykalman_filter(cv, short), 1, 20.0),
+    })
+    case = f"filter+smoother T={T:.0e} n=2 m=1"
+    compare(case, {
+        "kflib.fast": (lambda: fast_smoother(cv, fast_filter(cv, y)), rep, 1.0),
+        "kflib.sequential": (lambda: rts_smoother(cv, kalman_filter(cv, short)), 1, 20.0),
+        "statsmodels": (statsmodels_filter(cv, y, smooth=True), rep, 1.0),
+        "pykalman": (pykalman_filter(cv, short, smooth=True), 1, 20.0),
+    })
+
+    nb, Tb = (2000, 100) if quick else (10_000, 100)
+    Y = np.stack([simulate(cv, Tb, rng=i)[1] for i in range(nb)])
+    sm_one = [statsmodels_filter(cv, Y[i]) for i in range(200)]
+    case = f"batch {nb} series x T={Tb}"
+    res = compare(case, {
+        "kflib.kalman_filter (batch)": (lambda: kalman_filter(cv, Y), max(1, rep // 2), 1.0),
+        "kflib.fast_filter (batch)": (lambda: fast_filter(cv, Y), max(1, rep // 2), 1.0),
+        "statsmodels one by one": (lambda: [f() for f in sm_one], 1, nb / 200),
+    })
+    for lib, v in res.items():
+        record(case, lib, "series_steps_per_s", nb * Tb / v, "1/s")
+        print(f"  {lib:28s} {nb * Tb / v:12.3g} series-steps/s")
+
+    ll = models.local_level(1.0, 1.0, x0=0.0, P0=1.0)
+    _, yl = simulate(ll, 1000, rng=1)
+    start = ll.replace(Q=[[5.0]], R=[[0.2]])
+
+    def kflib_em():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            em(yl, start, n_iter=20, tol=0.0)
+
+    def pykalman_em():
+        from pykalman import KalmanFilter
+        KalmanFilter(transition_matrices=[[1.0]], observation_matrices=[[1.0]],
+                     transition_covariance=[[5.0]], observation_covariance=[[0.2]],
+                     initial_state_mean=[0.0], initial_state_covariance=[[2.0]],
+                     em_vars=["transition_covariance", "observation_covariance"]
+                     ).em(yl, n_iter=20)
+    compare("EM local level T=1000, 20 iterations", {
+        "kflib.em": (kflib_em, max(1, rep // 2), 1.0),
+        "pykalman": (pykalman_em, 1, 1.0),
+    })
+
+    out = ROOT / "_build" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    old = json.loads(out.read_text()) if out.exists() else []
+    keep = [r for r in old if r.get("case") not in {r2["case"] for r2 in RECORDS}]
+    out.write_text(json.dumps(keep + RECORDS, indent=1))
+    print(f"\nwrote {len(RECORDS)} records to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
