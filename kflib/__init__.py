@@ -10,7 +10,7 @@ models -- simulation, the Kalman filter, the RTS smoother and the steady state.
     >>> smooth = rts_smoother(model, filt)
 """
 
-from . import models, nonlinear
+from . import anomaly, models, nonlinear, structural
 from .em import ConvergenceWarning, EMResult, em
 from .filter import FilterResult, kalman_filter
 from .model import LinearGaussianSSM
@@ -20,5 +20,5 @@ from .steady_state import steady_state
 
 __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
            "steady_state", "em", "FilterResult", "SmootherResult", "EMResult",
-           "ConvergenceWarning", "models", "nonlinear"]
+           "ConvergenceWarning", "models", "nonlinear", "structural", "anomaly"]
 __version__ = "0.1.0"
