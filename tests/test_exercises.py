@@ -167,7 +167,7 @@ def course(tmp_path_factory) -> Path:
     """
     root = copy_course(tmp_path_factory.mktemp("course"))
     shutil.rmtree(root / "exercises", ignore_errors=True)
-    proc = run([sys.executable, "tools/make_exercises.py"], root)
+    proc = run([sys.executable, "tools/make_exercises.py"], root, timeout=1200)
     assert proc.returncode == 0, f"make_exercises failed:\n{proc.stdout}\n{proc.stderr}"
     return root
 
