@@ -22,3 +22,11 @@ __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
            "steady_state", "em", "FilterResult", "SmootherResult", "EMResult",
            "ConvergenceWarning", "models", "nonlinear", "structural", "anomaly"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # kflib.learned needs torch; import it only when it is asked for
+    if name == "learned":
+        import importlib
+        return importlib.import_module(".learned", __name__)
+    raise AttributeError(f"module 'kflib' has no attribute {name!r}")

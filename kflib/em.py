@@ -171,7 +171,7 @@ def em(y, model, n_iter: int = 100, tol: float = 1e-6, learn=("Q", "R"), u=None,
         if bar is not None:
             bar.close()
     if not converged:
-        rel = abs(history[-1] - history[-2]) / abs(history[-2])
+        rel = abs(history[-1] - history[-2]) / max(abs(history[-2]), np.finfo(float).tiny)
         warnings.warn(f"EM did not converge in n_iter={n_iter} iterations (last relative "
                       f"change {rel:.2g} > tol={tol:g}); raise n_iter, loosen tol, or "
                       "start from parameters closer to the data", ConvergenceWarning,
