@@ -1,0 +1,106 @@
+"""Benchmark of kflib.learned: learned state estimators against the Kalman filter.
+
+Trains, on the random walk q = r = 1 (T = 100), a one-layer LSTM, the
+learned-gain filter (GRU), a bidirectional LSTM and the differentiable Kalman
+filter; prints each one's held-out MSE divided by its floor (the Kalman filter,
+or the RTS smoother for the bidirectional network) and the differentiable
+filter's q, r against EM's. Appends the figures to _build/bench.json (records
+{"case", "library", "metric", "value", "unit"}; earlier records of the same
+cases are replaced).
+
+    python bench/learned.py            # about 4 minutes on two busy CPU cores
+    python bench/learned.py --quick    # smaller sets, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from kflib import em, kalman_filter, rts_smoother
+from kflib.learned import (DifferentiableKalmanFilter, LearnedGainFilter, LSTMFilter,
+                           fit, mse, simulate_batch)
+from kflib.models import local_level
+
+ROOT = Path(__file__).resolve().parent.parent
+CASE = "random walk q=r=1"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller training sets")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    n_train = 500 if args.quick else 4000
+    n_small = 200 if args.quick else 1000
+    epochs = 2 if args.quick else 6
+    T = 100
+    rw = local_level(1.0, 1.0, x0=0.0, P0=0.0)
+    x_tr, y_tr = simulate_batch(rw, n_train, T, seed=0)
+    x_va, y_va = simulate_batch(rw, 500, T, seed=1)
+    x_te, y_te = simulate_batch(rw, 1000, T, seed=2)
+    filt = kalman_filter(rw, y_te.double().numpy())
+    mse_kf = mse(torch.from_numpy(filt.x_filt), x_te.double())
+    mse_ks = mse(torch.from_numpy(rts_smoother(rw, filt).x_smooth), x_te.double())
+
+    records = []
+
+    def record(library, metric, value, unit):
+        records.append(dict(case=CASE, library=library, metric=metric,
+                            value=float(value), unit=unit))
+
+    def held_out(net):
+        with torch.no_grad():
+            return mse(net(y_te), x_te)
+
+    runs = [
+        ("kflib.learned LSTM", LSTMFilter(hidden_size=64, seed=0), n_train, epochs, 32,
+         dict(lr_decay=0.7), mse_kf),
+        ("kflib.learned learned-gain GRU", LearnedGainFilter(rw, hidden_size=16, seed=0),
+         n_small, max(1, epochs // 2), 50, {}, mse_kf),
+        ("kflib.learned BiLSTM (vs smoother)",
+         LSTMFilter(hidden_size=64, bidirectional=True, seed=0), n_train,
+         epochs + 2 if not args.quick else epochs, 32, dict(lr_decay=0.75), mse_ks),
+    ]
+    print(f"{'model':40s} {'MSE / floor':>12s} {'train s':>8s}")
+    for name, net, n, ep, bs, kw, floor in runs:
+        res = fit(net, y_tr[:n], x_tr[:n], y_va, x_va, epochs=ep, batch_size=bs, lr=1e-2,
+                  patience=3, progress=False, **kw)
+        ratio = held_out(net) / floor
+        metric = "mse_ratio_to_smoother" if "BiLSTM" in name else "mse_ratio_to_kf"
+        record(name, metric, ratio, "x")
+        record(name, "train_wall", res.seconds, "s")
+        print(f"{name:40s} {ratio:12.4f} {res.seconds:8.1f}")
+
+    _, y_mle = simulate_batch(rw, 20, T, seed=3, dtype=torch.float64)
+    start = local_level(0.3, 3.0, x0=0.0, P0=0.0)
+    ref = em(y_mle.numpy(), start, n_iter=2000, tol=1e-12).model
+    dkf = DifferentiableKalmanFilter(start)
+    res = fit(dkf, y_mle, None, epochs=100, batch_size=20, lr=0.1, patience=100,
+              progress=False, clip=None)
+    dq = abs(dkf.Q.item() / ref.Q[0, 0] - 1)
+    dr = abs(dkf.R.item() / ref.R[0, 0] - 1)
+    name = "kflib.learned differentiable KF"
+    record(name, "q_rel_diff_to_em", dq, "fraction")
+    record(name, "r_rel_diff_to_em", dr, "fraction")
+    record(name, "train_wall", res.seconds, "s")
+    print(f"{name:40s} q {dkf.Q.item():.4f} (EM {ref.Q[0, 0]:.4f}), "
+          f"r {dkf.R.item():.4f} (EM {ref.R[0, 0]:.4f}); {res.seconds:.1f} s")
+
+    # Read, drop this case's earlier records, append, write.
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    kept = [r for r in old if r.get("case") != CASE]
+    args.out.write_text(json.dumps(kept + records, indent=1) + "\n")
+    print(f"wrote {len(records)} records to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
