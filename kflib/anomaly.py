@@ -33,7 +33,7 @@ import scipy.stats
 
 from ._checks import as_float_array, check_positive_int, shape_str
 from ._inputs import as_controls, as_observations, at, check_model
-from .filter import LOG_2PI, FilterResult, _sym, _T, gaussian_update
+from .filter import LOG_2PI, FilterResult, _sym, _T, gaussian_update, predict_step
 
 __all__ = ["nis", "chi2_gate", "flag_anomalies", "windowed_nis", "nees",
            "robust_filter", "precision_recall"]
@@ -392,19 +392,9 @@ def robust_filter(model, y, alpha=0.01, mode: str = "skip", u=None, max_skips=No
     P = np.broadcast_to(model.P0, (nb, n, n))
 
     for t in range(T):
-        F, H = at(model.F, t), at(model.H, t)
-        Q, R = at(model.Q, t), at(model.R, t)
-
-        # Predict: x = F x + B u,  P = F P F' + Q
-        x = x @ F.T
-        if u is not None:
-            x = x + u[:, t] @ at(model.B, t).T
-        P = _sym(F @ P @ F.T + Q)
+        H, R = at(model.H, t), at(model.R, t)
+        x, P, nu, S = predict_step(model, t, x, P, y[:, t], None if u is None else u[:, t])
         x_pred[:, t], P_pred[:, t] = x, P
-
-        # Innovation nu = y - H x and its covariance S = H P H' + R
-        nu = y[:, t] - x @ H.T
-        S = _sym(H @ P @ H.T + R)
         innov[:, t], S_all[:, t] = nu, S
 
         # Test: NIS over the observed components against chi2_{m_t, 1 - alpha}

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._inputs import as_controls, as_observations, at, check_model
 
-__all__ = ["FilterResult", "kalman_filter", "gaussian_update"]
+__all__ = ["FilterResult", "kalman_filter", "predict_step", "gaussian_update"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -103,19 +103,9 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     P = np.broadcast_to(model.P0, (nb, n, n))
 
     for t in range(T):
-        F, H = at(model.F, t), at(model.H, t)
-        Q, R = at(model.Q, t), at(model.R, t)
-
-        # Predict: x = F x + B u,  P = F P F' + Q
-        x = x @ F.T
-        if u is not None:
-            x = x + u[:, t] @ at(model.B, t).T
-        P = _sym(F @ P @ F.T + Q)
+        H, R = at(model.H, t), at(model.R, t)
+        x, P, nu, S = predict_step(model, t, x, P, y[:, t], None if u is None else u[:, t])
         x_pred[:, t], P_pred[:, t] = x, P
-
-        # Innovation nu = y - H x and its covariance S = H P H' + R
-        nu = y[:, t] - x @ H.T
-        S = _sym(H @ P @ H.T + R)
         innov[:, t], S_all[:, t] = nu, S
 
         obs = observed[:, t]
@@ -131,6 +121,24 @@ def kalman_filter(model, y, u=None) -> FilterResult:
         out = tuple(a[0] for a in out)
         return FilterResult(*out, loglik=float(loglik[0]))
     return FilterResult(*out, loglik=loglik)
+
+
+def predict_step(model, t, x, P, y_t, u_t=None):
+    """Predict step ``t`` and form its innovation, for a stack of Gaussians.
+
+    Returns x_{t|t-1} (Bt, n), P_{t|t-1} (Bt, n, n), the innovation
+    nu_t = y_t - H x_{t|t-1} (Bt, m) and S_t = H P_{t|t-1} H' + R (Bt, m, m).
+    """
+    F, H = at(model.F, t), at(model.H, t)
+    # Predict: x = F x + B u,  P = F P F' + Q
+    x = x @ F.T
+    if u_t is not None:
+        x = x + u_t @ at(model.B, t).T
+    P = _sym(F @ P @ F.T + at(model.Q, t))
+    # Innovation nu = y - H x and its covariance S = H P H' + R
+    nu = y_t - x @ H.T
+    S = _sym(H @ P @ H.T + at(model.R, t))
+    return x, P, nu, S
 
 
 def gaussian_update(x, P, nu, H, R, obs, t=None):
