@@ -94,6 +94,10 @@ class NonlinearSSM:
     F_jac, H_jac : callable, optional
         Jacobians ``x -> (n, n)`` and ``x -> (m, n)`` for the EKF; when absent
         they are computed by central differences.
+    residual : callable, optional
+        Maps a difference of observations ``y - h(x)`` (shape (m,)) to its
+        proper value, e.g. wrapping a bearing into (-pi, pi]. Used for the
+        innovations of both filters and the spread of the UKF's sigma points.
     """
 
     f: Callable
@@ -104,6 +108,7 @@ class NonlinearSSM:
     P0: np.ndarray
     F_jac: Callable | None = None
     H_jac: Callable | None = None
+    residual: Callable | None = None
     n: int = field(init=False)
     m: int = field(init=False)
 
@@ -112,7 +117,7 @@ class NonlinearSSM:
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable; got "
                                 f"{type(getattr(self, name)).__name__}")
-        for name in ("F_jac", "H_jac"):
+        for name in ("F_jac", "H_jac", "residual"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable or None; got {type(value).__name__}")
@@ -184,6 +189,16 @@ def _hx(model, x):
     return np.asarray(model.h(np.array(x)), dtype=float).reshape(model.m)
 
 
+def _resid(model, d):
+    """The model's residual map applied to y - h(x) (rows of a stack too)."""
+    if model.residual is None:
+        return d
+    d = np.asarray(d, dtype=float)
+    if d.ndim == 1:
+        return np.asarray(model.residual(d), dtype=float).reshape(d.shape)
+    return np.stack([np.asarray(model.residual(row), dtype=float) for row in d])
+
+
 def ekf_filter(model: NonlinearSSM, y) -> FilterResult:
     r"""Extended Kalman filter: linearise f and h at the current estimate.
 
@@ -219,7 +234,7 @@ def ekf_filter(model: NonlinearSSM, y) -> FilterResult:
         P = _sym(F @ P @ F.T + model.Q)
         # Innovation nu = y - h(x), S = H P H' + R with H the Jacobian at the prediction
         H = model.jac_h(x)
-        nu = y[t] - _hx(model, x)
+        nu = _resid(model, y[t] - _hx(model, x))
         S = _sym(H @ P @ H.T + model.R)
         _store(out, t, x, P, nu, S)
         obs = ~np.isnan(y[t])
@@ -319,8 +334,13 @@ def sigma_points(x, P, alpha: float = 1.0, beta: float = 2.0, kappa: float = 0.0
 
 
 def unscented_transform(fun: Callable, x, P, alpha: float = 1.0, beta: float = 2.0,
-                        kappa: float = 0.0):
+                        kappa: float = 0.0, residual: Callable | None = None):
     """Mean, covariance and cross-covariance of ``fun(z)`` for ``z ~ N(x, P)``.
+
+    ``residual``, when given, maps differences of outputs to their proper
+    values (e.g. wrapping angles): the mean is the centre point's output plus
+    the weighted mapped differences from it, and the covariances use the
+    mapped differences from the mean.
 
     Returns
     -------
@@ -331,8 +351,15 @@ def unscented_transform(fun: Callable, x, P, alpha: float = 1.0, beta: float = 2
     """
     X, Wm, Wc = sigma_points(x, P, alpha, beta, kappa)
     Y = np.array([np.atleast_1d(np.asarray(fun(p), dtype=float)) for p in X])
-    mean = Wm @ Y
-    dY = Y - mean
+    if residual is None:
+        mean = Wm @ Y
+        dY = Y - mean
+    else:
+        # average the differences from the centre point, each mapped by the
+        # residual (so angles on both sides of the cut average correctly)
+        wrap = lambda D: np.stack([np.asarray(residual(row), dtype=float) for row in D])  # noqa: E731
+        mean = Y[0] + Wm @ wrap(Y - Y[0])
+        dY = wrap(Y - mean)
     dX = X - np.asarray(x, dtype=float)
     cov = _sym((Wc[:, None] * dY).T @ dY)
     cross = (Wc[:, None] * dX).T @ dY
@@ -363,9 +390,10 @@ def ukf_filter(model: NonlinearSSM, y, alpha: float = 1.0, beta: float = 2.0,
     for t in range(T):
         x, Pf, _ = unscented_transform(lambda z: _fx(model, z), x, P, **ut)
         P = _sym(Pf + model.Q)
-        yhat, Sy, C = unscented_transform(lambda z: _hx(model, z), x, P, **ut)
+        yhat, Sy, C = unscented_transform(lambda z: _hx(model, z), x, P, **ut,
+                                          residual=model.residual)
         S = _sym(Sy + model.R)
-        nu = y[t] - yhat
+        nu = _resid(model, y[t] - yhat)
         _store(out, t, x, P, nu, S)
         o = ~np.isnan(y[t])
         if o.any():

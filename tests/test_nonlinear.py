@@ -163,3 +163,38 @@ def test_filter_errors():
         ekf_filter("model", np.zeros((3, 1)))
     with pytest.raises(ValueError, match="n \\+ lambda"):
         sigma_points(np.zeros(2), np.eye(2), alpha=0.1, kappa=-2.0)
+
+
+def wrap(d):
+    """Second component is an angle: wrap it into (-pi, pi]."""
+    d = np.array(d, dtype=float)
+    d[1] = np.pi - np.mod(np.pi - d[1], 2 * np.pi)
+    return d
+
+
+def test_residual_wraps_bearings_across_the_cut():
+    # a target moving along the negative x axis, crossing the +-pi cut of atan2
+    dt = 1.0
+    F = np.array([[1, dt, 0, 0], [0, 1, 0, 0], [0, 0, 1, dt], [0, 0, 0, 1.0]])
+    Q = np.kron(np.eye(2), 0.01 * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]]))
+    R = np.diag([0.5**2, 0.005**2])
+    x0 = np.array([-100.0, 0.0, -3.0, 0.1])
+    truth, ys = [], []
+    rng = np.random.default_rng(4)
+    x = x0.copy()
+    for _ in range(60):
+        x = F @ x + rng.multivariate_normal(np.zeros(4), Q)
+        truth.append(x)
+        ys.append(radar_h(x) + rng.multivariate_normal(np.zeros(2), R))
+    y = np.array(ys)
+    y[:, 1] = np.angle(np.exp(1j * y[:, 1]))              # measured bearings in (-pi, pi]
+    truth = np.array(truth)
+    P0 = np.diag([1.0, 0.1, 1.0, 0.1])
+    base = dict(f=lambda x: F @ x, h=radar_h, Q=Q, R=R, x0=x0, P0=P0, F_jac=lambda x: F,
+                H_jac=radar_H)
+    for run in (ekf_filter, ukf_filter):
+        plain = run(NonlinearSSM(**base), y)
+        wrapped = run(NonlinearSSM(**base, residual=wrap), y)
+        err = lambda f: np.sqrt(np.mean((f.x_filt[:, [0, 2]] - truth[:, [0, 2]]) ** 2))  # noqa: E731
+        assert np.all(np.abs(wrapped.innovations[:, 1]) <= np.pi)
+        assert err(wrapped) < 1.0 < err(plain), (run.__name__, err(wrapped), err(plain))
