@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # version is on local disk; an unpinned torch would pull a multi-GB CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: help setup book test lab exercises bench clean
+.PHONY: help setup book test lab exercises bench grade clean
 
 help:
 	@echo "make book       build the HTML book into _build/html"
@@ -18,6 +18,7 @@ help:
 	@echo "make lab        open JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/ (nbgrader)"
 	@echo "make bench      time kflib beside statsmodels, filterpy, pykalman"
+	@echo "make grade      grade every assignment with submissions (grading/)"
 
 setup: $(STAMP)
 
@@ -44,6 +45,9 @@ exercises: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet filterpy pykalman
 	$(BIN)/python bench/run.py
+
+grade: $(STAMP)
+	$(BIN)/python -m grader
 
 clean:
 	rm -rf _build

@@ -1,0 +1,1 @@
+"""Per-assignment trusted-check specs: one module per assignment (see grader/spec.py)."""

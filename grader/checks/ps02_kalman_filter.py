@@ -1,0 +1,249 @@
+"""Trusted check of ps02-kalman-filter (see grader/spec.py for the contract).
+
+Inputs: those of the notebook's visible tests and of its hidden tests (same
+seeds, same order of random draws); references from kflib.kalman_filter, in
+the grader's process. Like the hidden tests, every public kflib function is
+switched off while the student's functions run (LinearGaussianSSM stays).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import kflib
+import kflib.models
+from kflib import LinearGaussianSSM
+
+from ..spec import Case, Part, compare, public_kflib_functions
+
+ASSIGNMENT = "ps02-kalman-filter"
+FORBID = public_kflib_functions()
+
+
+def _stable(rng, n):
+    F = rng.normal(size=(n, n))
+    return F * rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
+
+
+def _tuple_of(out, names):
+    if not isinstance(out, tuple) or len(out) != len(names):
+        raise TypeError(f"it must return the tuple ({', '.join(names)}); "
+                        f"it returned {type(out).__name__}"
+                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
+
+
+# --------------------------------------------------------------------------
+# (a) kf_predict(x, P, F, Q) -> (x_pred, P_pred)
+
+
+def predict_cases():
+    cases = []
+    F = np.array([[1.0, 0.5], [0.0, 1.0]])
+    Q = np.array([[0.1, 0.2], [0.2, 1.0]])
+    x = np.array([2.0, -1.0])
+    P = np.array([[4.0, 1.0], [1.0, 2.0]])
+    inputs = [((x, P, F, Q), "the example of the visible tests")]
+    rng = np.random.default_rng(2101)
+    for n in [1, 2, 3, 4, 4, 3]:
+        F = _stable(rng, n)
+        A = rng.normal(size=(n, n))
+        Q = A @ A.T / n + 0.1 * np.eye(n)
+        B = rng.normal(size=(n, n))
+        P = B @ B.T
+        Q, P = 0.5 * (Q + Q.T), 0.5 * (P + P.T)
+        x = rng.normal(scale=3.0, size=n)
+        inputs.append(((x, P, F, Q), f"random model with n={n}"))
+    for (x, P, F, Q), label in inputs:
+        n = len(x)
+        ref = kflib.kalman_filter(LinearGaussianSSM(F, np.ones((1, n)), Q, np.eye(1), x, P),
+                                  np.full((1, 1), np.nan))
+        cases.append(Case((x, P, F, Q), label, {"x_pred": ref.x_pred[0], "P_pred": ref.P_pred[0]}))
+    return cases
+
+
+def predict_to_plain(out):
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"it must return the tuple (x_pred, P_pred); it returned {type(out).__name__}")
+    return {"x_pred": np.asarray(out[0], dtype=float), "P_pred": np.asarray(out[1], dtype=float)}
+
+
+def predict_check(case, got):
+    x, P, F, Q = case.args
+    e = case.expect
+    problems = compare("x_pred", got.get("x_pred"), e["x_pred"], rtol=1e-7,
+                       atol=1e-9 * (1 + np.max(np.abs(e["x_pred"]))))
+    problems += compare("P_pred", got.get("P_pred"), e["P_pred"], rtol=1e-7,
+                        atol=1e-9 * np.max(np.abs(e["P_pred"])))
+    Pp = got.get("P_pred")
+    if problems and Pp is not None and Pp.shape == P.shape:
+        for wrong, hint in [(F @ P @ F.T, "P_pred = F P F^T + Q: add the process noise Q"),
+                            (F.T @ P @ F + Q, "P_pred = F P F^T + Q, not F^T P F + Q")]:
+            if np.allclose(Pp, wrong) and not np.allclose(wrong, e["P_pred"]):
+                problems.append(hint)
+    return problems
+
+
+# --------------------------------------------------------------------------
+# (b) kf_update(x_pred, P_pred, y, H, R) -> (x_filt, P_filt, nu, S, K)
+
+UPDATE_NAMES = ("x_filt", "P_filt", "nu", "S", "K")
+
+
+def update_cases():
+    inputs = [((np.array([1.0, 0.0]), np.array([[4.0, 0.0], [0.0, 1.0]]), np.array([3.0]),
+                np.array([[1.0, 0.0]]), np.array([[1.0]])), "the first example of the visible tests"),
+              ((np.array([1.0, 2.0]), np.array([[2.0, 1.0], [1.0, 3.0]]), np.array([2.0, 5.0]),
+                np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 0.5], [0.5, 2.0]])),
+               "the visible tests' two sensors")]
+    rng = np.random.default_rng(2202)
+    for n, m in [(1, 1), (1, 3), (2, 1), (3, 2), (2, 3), (4, 1), (4, 3), (3, 3)]:
+        B = rng.normal(size=(n, n))
+        P = B @ B.T + 0.01 * np.eye(n)
+        x = rng.normal(scale=3.0, size=n)
+        H = rng.normal(size=(m, n))
+        C = rng.normal(size=(m, m))
+        R = C @ C.T / m + 0.1 * np.eye(m)
+        y = H @ x + rng.normal(scale=2.0, size=m)
+        inputs.append(((x, P, y, H, R), f"random model with n={n}, m={m}"))
+    cases = []
+    for (x, P, y, H, R), label in inputs:
+        n = len(x)
+        ref = kflib.kalman_filter(LinearGaussianSSM(np.eye(n), H, np.zeros((n, n)), R, x, P), y[None, :])
+        expect = {"x_filt": ref.x_filt[0], "P_filt": ref.P_filt[0], "nu": ref.innovations[0],
+                  "S": ref.S[0], "K": ref.K[0]}
+        cases.append(Case((x, P, y, H, R), label, expect))
+    return cases
+
+
+def update_to_plain(out):
+    names = ("x_filt", "P_filt", "nu", "S", "K")
+    if not isinstance(out, tuple) or len(out) != 5:
+        raise TypeError(f"it must return the tuple ({', '.join(names)}); it returned {type(out).__name__}")
+    return {name: np.asarray(a, dtype=float) for name, a in zip(names, out)}
+
+
+def update_check(case, got):
+    x, P, y, H, R = case.args
+    e = case.expect
+    atols = {"x_filt": 1e-9 * (1 + np.max(np.abs(e["x_filt"]))), "P_filt": 1e-9 * np.max(np.abs(P)),
+             "nu": 1e-9 * (1 + np.max(np.abs(y))), "S": 1e-9 * np.max(np.abs(e["S"])),
+             "K": 1e-9 * (1 + np.max(np.abs(e["K"])))}
+    problems = []
+    for name in UPDATE_NAMES:
+        problems += compare(name, got.get(name), e[name], rtol=1e-7, atol=atols[name])
+    K = got.get("K")
+    if K is not None and K.shape == e["K"].T.shape and K.shape != e["K"].shape:
+        problems.append("K = P H^T S^-1 has shape (n, m); you have its transpose S^-1 H P")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# (c) kalman_filter_loglik and (d) kalman_filter_missing -> (x_filt, P_filt, loglik)
+
+
+def _random_model(rng, n, m):
+    F = _stable(rng, n)
+    H = rng.normal(size=(m, n))
+    A = rng.normal(size=(n, n))
+    Q = A @ A.T / n + 0.1 * np.eye(n)
+    C = rng.normal(size=(m, m))
+    R = C @ C.T / m + 0.1 * np.eye(m)
+    B = rng.normal(size=(n, n))
+    P0 = B @ B.T
+    x0 = rng.normal(scale=3.0, size=n)
+    return LinearGaussianSSM(F, H, Q, R, x0, P0)
+
+
+def _filter_case(model, y, label):
+    ref = kflib.kalman_filter(model, y)
+    args = tuple(np.array(a) for a in (model.F, model.H, model.Q, model.R, model.x0, model.P0, y))
+    return Case(args, label, {"x_filt": ref.x_filt, "P_filt": ref.P_filt, "loglik": ref.loglik})
+
+
+def filter_cases():
+    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    H = np.array([[1.0, 0.0], [1.0, 1.0]])
+    Q = 0.2 * np.array([[1 / 3, 1 / 2], [1 / 2, 1.0]])
+    R = np.array([[1.0, 0.3], [0.3, 0.5]])
+    y = np.array([[1.3, 1.6], [1.5, 3.2], [3.4, 4.1], [4.2, 4.7]])
+    cases = [_filter_case(LinearGaussianSSM(F, H, Q, R, np.array([0.0, 1.0]), np.zeros((2, 2))), y,
+                          "the first example of the visible tests")]
+    cv = kflib.models.constant_velocity(dt=1.0, q=0.5, r=2.0, x0=[0.0, 1.0], P0=np.eye(2))
+    cases.append(_filter_case(cv, np.array([[1.15], [2.8], [0.13], [1.88], [0.21], [1.73]]),
+                              "the visible tests' constant-velocity model"))
+    rng = np.random.default_rng(2303)
+    for n, m, T in [(1, 1, 1), (1, 1, 20), (2, 1, 15), (1, 3, 10), (3, 2, 25), (2, 3, 12),
+                    (4, 1, 30), (4, 3, 30)]:
+        model = _random_model(rng, n, m)
+        _, y = kflib.simulate(model, T, rng=rng)
+        cases.append(_filter_case(model, y, f"random model with n={n}, m={m}, T={T}"))
+    return cases
+
+
+def missing_cases():
+    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    Q = 0.2 * np.array([[1 / 3, 1 / 2], [1 / 2, 1.0]])
+    H = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    R = np.array([[1.0, 0.2, 0.3], [0.2, 0.5, 0.1], [0.3, 0.1, 2.0]])
+    model = LinearGaussianSSM(F, H, Q, R, np.array([0.0, 1.0]), np.eye(2))
+    y_full = np.array([[-3.3, -1.3, -2.2], [-3.7, -2.9, -3.5], [-6.2, -2.2, -6.4],
+                       [-7.7, -2.6, -5.8], [-9.9, -2.8, -9.6], [-8.5, -0.5, -7.4],
+                       [-9.0, -0.8, -13.5], [-12.3, 0.3, -12.5]])
+    y = y_full.copy()
+    y[1, 0] = y[2] = y[3, 1:] = y[5, 2] = y[6] = y[7, [0, 2]] = np.nan
+    cases = [_filter_case(model, y_full, "the visible tests' model, nothing missing"),
+             _filter_case(model, y, "the visible tests' model with gaps"),
+             _filter_case(model, np.full_like(y, np.nan), "the visible tests' model, nothing observed")]
+    rng = np.random.default_rng(2404)
+    for n, m, T in [(1, 1, 1), (1, 1, 20), (2, 1, 15), (1, 3, 10), (3, 2, 25), (2, 3, 12),
+                    (4, 1, 30), (4, 3, 30), (3, 3, 6)]:
+        model = _random_model(rng, n, m)
+        _, y = kflib.simulate(model, T, rng=rng)
+        if T == 6:
+            y[:] = np.nan
+        elif T > 1:
+            y_full = y.copy()
+            y[rng.uniform(size=(T, m)) < 0.3] = np.nan
+            y[0] = y[T // 2] = np.nan
+            if m > 1:
+                y[1], y[2] = y_full[1], y_full[2]
+                y[1, 0] = y[2, 1:] = np.nan
+        label = f"random model with n={n}, m={m}, T={T}, {int(np.isnan(y).sum())} of {T * m} values missing"
+        cases.append(_filter_case(model, y, label))
+    return cases
+
+
+def filter_to_plain(out):
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError(f"it must return the tuple (x_filt, P_filt, loglik); it returned {type(out).__name__}")
+    return {"x_filt": np.asarray(out[0], dtype=float), "P_filt": np.asarray(out[1], dtype=float),
+            "loglik": np.asarray(out[2], dtype=float).reshape(-1)}
+
+
+def filter_check(case, got):
+    y = case.args[-1]
+    T, m = y.shape
+    e = case.expect
+    problems = compare("x_filt", got.get("x_filt"), e["x_filt"], rtol=1e-7,
+                       atol=1e-9 * (1 + np.max(np.abs(e["x_filt"]))))
+    problems += compare("P_filt", got.get("P_filt"), e["P_filt"], rtol=1e-7,
+                        atol=1e-9 * np.max(np.abs(e["P_filt"])))
+    ll = got.get("loglik")
+    if ll is None or ll.size != 1:
+        problems.append("loglik must be one number")
+    else:
+        problems += compare("loglik", ll.reshape(()), e["loglik"], rtol=1e-7, atol=1e-9 * T * m)
+    return problems
+
+
+ARGS = ("F", "H", "Q", "R", "x0", "P0", "y")
+PARTS = [
+    Part("predict", "kf_predict", "kf_predict(x, P, F, Q)", predict_cases, predict_to_plain,
+         predict_check, forbid=FORBID, arg_names=("x", "P", "F", "Q")),
+    Part("update", "kf_update", "kf_update(x_pred, P_pred, y, H, R)", update_cases, update_to_plain,
+         update_check, forbid=FORBID, arg_names=("x_pred", "P_pred", "y", "H", "R")),
+    Part("filter", "kalman_filter_loglik", "kalman_filter_loglik(F, H, Q, R, x0, P0, y)", filter_cases,
+         filter_to_plain, filter_check, forbid=FORBID, arg_names=ARGS),
+    Part("missing", "kalman_filter_missing", "kalman_filter_missing(F, H, Q, R, x0, P0, y)",
+         missing_cases, filter_to_plain, filter_check, forbid=FORBID, arg_names=ARGS),
+]

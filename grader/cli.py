@@ -1,0 +1,49 @@
+"""Command line of the trusted grading: `python -m grader` (what `make grade` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m grader",
+        description="Grade every assignment with submissions: intake (zip_collect), nbgrader "
+                    "autograde, the trusted check, feedback, grades.csv and report.csv.")
+    p.add_argument("assignment", nargs="*", help="only these assignments (default: every one with submissions)")
+    p.add_argument("--course", type=Path, default=ROOT,
+                   help="course root holding nbgrader_config.py (default: this repository)")
+    p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 2),
+                   help="trusted checks run in parallel (default: CPUs, at most 4)")
+    p.add_argument("--timeout", type=int, default=30,
+                   help="seconds per notebook cell and per call of a student's function (default 30)")
+    p.add_argument("--memory-mb", type=int, default=2048,
+                   help="address space of the trusted check's child process (default 2048)")
+    p.add_argument("--isolation", choices=["auto", "root", "userns", "none"], default="auto",
+                   help="sandbox for student code (default: the strongest that works here)")
+    p.add_argument("--keep-work", action="store_true", help="keep the scratch folder (for debugging)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .pipeline import Options, run
+
+    opts = Options(root=args.course, assignments=args.assignment, jobs=args.jobs,
+                   isolation=args.isolation, timeout=args.timeout, memory_mb=args.memory_mb,
+                   keep_work=args.keep_work)
+    try:
+        summary = run(opts)
+    except RuntimeError as exc:
+        print(f"grading failed: {exc}", file=sys.stderr)
+        return 2
+    return 0          # bad submissions are reported, not fatal
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""nbgrader's own commands, run the way the trusted grading needs them.
+
+Two kinds of runs:
+
+* On a WORK copy of the course (a scratch folder), inside the sandbox: the
+  commands that execute or unpack student files -- ``zip_collect`` and
+  ``autograde``. The kernel that runs a student's notebook then sees only that
+  copy (its own gradebook, holding this one assignment; the copies of the
+  submissions), the Python installation and kflib, read-only; no network but
+  loopback; and it cannot reach the repository, the real gradebook or the real
+  submissions at all.
+* On the real course, outside the sandbox: the commands that only read the
+  instructor's files and the grader's results -- ``generate_assignment`` (into a
+  scratch release folder, to keep the assignment in the real gradebook up to
+  date), ``generate_feedback`` (from the sanitized notebooks the grader
+  builds) and ``export``.
+
+SQLite's gradebook is not safe for concurrent writers, so every write is
+serialised: one ``autograde`` call per assignment, one assignment after the
+other, each on its own work gradebook; the real gradebook is written only by
+this process, one submission after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sandbox
+
+BIN = str(Path(sys.executable).parent)
+# zip_collect's file-name pattern when nbgrader_config.py sets none: files named
+# <student>_<notebook>.ipynb, with anything between (Canvas: <name>_<id>_<id>_<file>).
+DEFAULT_NAMED_REGEXP = r".*/(?P<student_id>[^/_]+)_(?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
+
+
+def env_for_nbgrader(home: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    if home is not None:
+        env["HOME"] = str(home)
+    return env
+
+
+def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """An nbgrader command on instructor data only (not sandboxed)."""
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env_for_nbgrader(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_work_course(root: Path, work: Path, assignment: str) -> Path:
+    """A scratch course for one assignment: config and source; generate_assignment there
+    creates its own gradebook with exactly this assignment."""
+    course = work / "course"
+    course.mkdir(parents=True)
+    shutil.copy2(root / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(root / "solutions" / assignment, course / "solutions" / assignment,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    proc = run(["generate_assignment", assignment, "--force", "--log-level=WARN"], course)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nbgrader generate_assignment {assignment} failed in the work copy:\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+    return course
+
+
+def hide_instructor_notebooks(course: Path, assignment: str) -> None:
+    """Before student code runs in the work copy, remove what it need not see:
+    the source notebooks (autograde takes the tests from the gradebook) and the
+    generated release."""
+    for nb in (course / "solutions" / assignment).glob("*.ipynb"):
+        nb.unlink()
+    shutil.rmtree(course / "exercises", ignore_errors=True)
+    shutil.rmtree(course / "grading" / "source_with_tests", ignore_errors=True)
+
+
+def _sandbox_env(course: Path) -> dict[str, str]:
+    home = course / ".home"
+    home.mkdir(exist_ok=True)
+    (course / ".runtime").mkdir(exist_ok=True)
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+            "JUPYTER_RUNTIME_DIR": str(course / ".runtime"), "IPYTHONDIR": str(home / ".ipython"),
+            "MPLCONFIGDIR": str(home / ".matplotlib"), "MPLBACKEND": "Agg", "TMPDIR": "/tmp",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _own_for_sandbox(course: Path, mode: str, uid: int) -> None:
+    """In root mode the sandboxed command runs as an unprivileged uid: give it the work copy."""
+    if mode != "root":
+        return
+    for folder, dirs, files in os.walk(course):
+        os.chown(folder, uid, uid)
+        for name in files:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+
+
+def kflib_dir() -> Path:
+    import kflib
+    return Path(kflib.__file__).resolve().parent
+
+
+@dataclass
+class SandboxedRun:
+    log: str
+    seconds: float
+    timed_out: bool
+    returncode: int | None
+
+
+def sandboxed(course: Path, args: list[str], mode: str, *, wall: float,
+              memory_mb: int = 4096) -> SandboxedRun:
+    """Run `nbgrader <args>` in the work copy, inside the sandbox."""
+    env = _sandbox_env(course)
+    uid = sandbox.fresh_uid()
+    _own_for_sandbox(course, mode, uid)
+    box = sandbox.Sandbox(mode, ro=[kflib_dir()], rw=[course], uid=uid)
+    limits = sandbox.Limits(wall=wall, cpu=None, memory=memory_mb << 20, fsize=256 << 20,
+                            nofile=1024, nproc=512)
+    log_path = course.parent / f"nbgrader-{args[0]}.log"
+    with open(log_path, "wb") as log:
+        res = box.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+                      env=env, limits=limits, stdout=log, stderr=log)
+    text = log_path.read_text(errors="replace")
+    if res.timed_out:
+        text += f"\n[grader] killed: {res.killed_reason}\n"
+    return SandboxedRun(text, res.seconds, res.timed_out, res.returncode)
+
+
+def autograde(course: Path, assignment: str, mode: str, *, n_submissions: int, n_cells: int,
+              timeout: int) -> SandboxedRun:
+    wall = 120 + n_submissions * (n_cells * timeout + 60)
+    return sandboxed(course, ["autograde", assignment, "--force", f"--Execute.timeout={timeout}",
+                              "--log-level=INFO"], mode, wall=wall)
+
+
+def zip_collect(course: Path, assignment: str, mode: str, named_regexp: str | None) -> SandboxedRun:
+    args = ["zip_collect", assignment, "--force", "--log-level=INFO"]
+    if named_regexp:
+        args.append(f"--FileNameCollectorPlugin.named_regexp={named_regexp}")
+    return sandboxed(course, args, mode, wall=600, memory_mb=2048)
+
+
+def configured_named_regexp(root: Path) -> str:
+    """FileNameCollectorPlugin.named_regexp as nbgrader_config.py sets it ('' if unset)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    try:
+        cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        return str(cfg.FileNameCollectorPlugin.get("named_regexp", "") or "")
+    except Exception:                         # noqa: BLE001
+        return ""
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Entry|Died)\b")
+_PROCESSING = re.compile(r"There was an error processing assignment: (.+)$")
+_SUBMITTED = re.compile(r"[/\\]submitted[/\\]([^/\\]+)[/\\]")
+
+
+def failure_reasons(log: str) -> dict[str, str]:
+    """student -> why nbgrader could not grade them: the last line of the traceback
+    autograde logs after "There was an error processing assignment: <path>"."""
+    reasons: dict[str, str] = {}
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        m = _PROCESSING.search(line)
+        if m:
+            s = _SUBMITTED.search(m.group(1).rstrip("/\\") + "/")
+            if not s:
+                continue
+            last = exc = ""
+            for nxt in lines[i + 1:]:
+                if nxt.startswith("[") and "Traceback" not in nxt:
+                    break
+                if nxt.strip() and not nxt.startswith("["):
+                    last = nxt.strip()
+                    if _EXCEPTION_LINE.match(last):
+                        exc = last
+            reason = exc or last or "see the autograde log"
+            if i and "Kernel died" in lines[i - 1]:
+                reason = f"the kernel died ({reason})"
+            reasons[s.group(1)] = reason[:300]
+        elif "No submitted file" in line:
+            s = _SUBMITTED.search(line)
+            if s:
+                reasons.setdefault(s.group(1), "no notebook with the expected name")
+    return reasons
+
+
+def read_scores(course: Path, assignment: str, notebook: str, students: list[str]
+                ) -> tuple[dict[str, dict[str, float | None]], str]:
+    """nbgrader's auto scores (student -> test cell -> score) from the work gradebook.
+
+    Student code ran next to that database, so its content is advisory only.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores: dict[str, dict[str, float | None]] = {}
+    db = course / "grading" / "gradebook.db"
+    try:
+        with Gradebook("sqlite:///" + str(db)) as gb:
+            for student in students:
+                try:
+                    nb = gb.find_submission_notebook(notebook, assignment, student)
+                except MissingEntry:
+                    continue
+                scores[student] = {g.name: (None if g.auto_score is None else float(g.auto_score))
+                                   for g in nb.grades}
+    except Exception as exc:                  # noqa: BLE001 -- a tampered database
+        return {}, f"the work gradebook could not be read ({type(exc).__name__}: {exc})"
+    return scores, ""
+
+
+# --------------------------------------------------------------------------
+# the real course
+
+
+def ensure_assignment(root: Path, assignment: str, scratch: Path) -> None:
+    """Record the assignment (notebooks, cells, points) in the real gradebook by running
+    generate_assignment with its output sent to a scratch folder (exercises/ untouched)."""
+    release = scratch / "release"
+    proc = run(["generate_assignment", assignment, "--force", "--log-level=WARN",
+                f"--CourseDirectory.release_directory={release}"], root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nbgrader generate_assignment {assignment} (for the gradebook) failed:\n"
+                           + (proc.stdout + proc.stderr)[-2000:])
+
+
+def record(root: Path, assignment: str, notebook: str, entries: list[dict]) -> dict[str, str]:
+    """Write submissions' scores into the real gradebook, in one session: nbgrader's as
+    auto_score, the trusted ones as manual_score (which nbgrader's totals, feedback and
+    export use). entries: {"student", "auto": {cell: score|None}|None,
+    "trusted": {cell: score}|None, "timestamp"}. Returns student -> error, if any."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    errors = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # SQLAlchemy chatter inside nbgrader's API
+        with Gradebook("sqlite:///" + str(root / "grading" / "gradebook.db")) as gb:
+            for e in entries:
+                try:
+                    gb.update_or_create_student(e["student"])
+                    kwargs = {"timestamp": e["timestamp"]} if e.get("timestamp") is not None else {}
+                    gb.update_or_create_submission(assignment, e["student"], **kwargs)
+                    nb = gb.find_submission_notebook(notebook, assignment, e["student"])
+                    for grade in nb.grades:
+                        if e.get("auto") is not None:
+                            grade.auto_score = e["auto"].get(grade.name)
+                        if e.get("trusted") is not None and grade.name in e["trusted"]:
+                            grade.manual_score = e["trusted"][grade.name]
+                            grade.needs_manual_grade = False
+                    gb.db.commit()
+                except Exception as exc:       # noqa: BLE001
+                    gb.db.rollback()
+                    errors[e["student"]] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
+def generate_feedback(root: Path, assignment: str, staging: Path) -> subprocess.CompletedProcess:
+    return run(["generate_feedback", assignment, "--force", "--log-level=WARN",
+                f"--CourseDirectory.autograded_directory={staging}"], root)
+
+
+def export(root: Path, to: Path) -> subprocess.CompletedProcess:
+    return run(["export", f"--ExportPlugin.to={to}", "--log-level=WARN"], root)

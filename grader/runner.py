@@ -1,0 +1,303 @@
+"""The child of the trusted check: runs ONE student's code in the sandbox.
+
+This file is copied into the sandbox and run there as
+
+    python -I -B runner.py LIB JOB
+
+LIB holds the copy of kflib in which the functions that would answer a part
+are tripwires; JOB is a JSON file written by the grader (grader/trusted.py):
+the student's code cells in order, where to call which part's function, the
+seeded inputs (plain numbers and arrays), and for each part the source of a
+small function that turns the return value into plain arrays.
+
+It reports on its standard output, one JSON object per line:
+  {"event": "ready"}                            set up, before any student code
+  {"event": "begin", "what": "cell", "index": i}  / {"event": "begin", "what": "case", ...}
+  {"event": "cell", "index": i, "error": ...}
+  {"event": "case", "part": p, "case": j, "outputs": {...} | "error": {...}, ...}
+  {"event": "tampered", "where": ..., "changes": [...]}
+  {"event": "done"}
+Arrays travel as {"shape": [...], "data": [...]} (float64, flattened). The grader
+trusts none of this: it rebuilds arrays from plain JSON, checks them against
+kflib in its own process, and kills this process when a step overruns.
+
+It imports nothing of the grader: the grader's code and data are not visible here.
+"""
+
+import builtins
+import io
+import json
+import linecache
+import math                             # noqa: F401 -- watched for tampering
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+import types
+
+LIB, JOB = sys.argv[1], sys.argv[2]
+
+# The result channel: a private copy of stdout; fd 1 and 2 then go to /dev/null,
+# so whatever the student prints costs time but never reaches the grader.
+_out = os.fdopen(os.dup(1), "w", buffering=1)
+_devnull = os.open(os.devnull, os.O_WRONLY)
+os.dup2(_devnull, 1)
+os.dup2(_devnull, 2)
+sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(_devnull), "wb"), write_through=True)
+sys.stderr = sys.stdout
+_dumps = json.dumps
+_monotonic = time.monotonic
+_isinstance = isinstance
+
+
+def emit(obj):
+    try:
+        _out.write(_dumps(obj, allow_nan=True) + "\n")
+        _out.flush()
+    except Exception:
+        pass
+
+
+sys.path.insert(0, LIB)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np                      # noqa: E402
+import numpy.linalg                     # noqa: E402,F401
+import numpy.testing                    # noqa: E402,F401
+try:
+    import scipy.linalg                 # noqa: E402,F401
+except Exception:
+    pass
+import kflib                            # noqa: E402  (the tripwired copy in LIB)
+import kflib._tripwire as _tripwire     # noqa: E402
+
+with open(JOB) as fh:
+    job = json.load(fh)
+
+MAX_ELEMS = int(job.get("max_elements", 1_000_000))
+MAX_TEXT = 600
+
+
+class StepTimeout(BaseException):
+    """Raised by SIGALRM when a cell or a call overruns (not an Exception, so that
+    `except Exception` in student code does not swallow it)."""
+
+
+def _on_alarm(signum, frame):
+    raise StepTimeout()
+
+
+def arm(seconds):
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+
+
+def disarm():
+    signal.setitimer(signal.ITIMER_REAL, 0.0)
+
+
+# --------------------------------------------------------------------------
+# what student code could tamper with: watched before the first cell, compared later
+
+WATCH = ["builtins", "math", "numpy", "numpy.testing", "numpy.linalg", "scipy.linalg",
+         "kflib", *sorted(m for m in sys.modules if m.startswith("kflib."))]
+
+
+def snapshot():
+    snap = {}
+    for name in WATCH:
+        mod = sys.modules.get(name)
+        if mod is None:
+            continue
+        attrs = {}
+        ours = name == "kflib" or name.startswith("kflib.")
+        for key, value in list(vars(mod).items()):
+            # functions, classes, ufuncs; submodules only within kflib (numpy and scipy load
+            # some of theirs lazily, which would look like a change)
+            if callable(value) or (ours and _isinstance(value, types.ModuleType)):
+                attrs[key] = id(value)
+        snap[name] = (id(mod), attrs)
+    return snap
+
+
+def changes(before):
+    found = []
+    for name, (mod_id, attrs) in before.items():
+        mod = sys.modules.get(name)
+        if mod is None:
+            found.append(f"sys.modules[{name!r}] was removed")
+            continue
+        if id(mod) != mod_id:
+            found.append(f"sys.modules[{name!r}] was replaced")
+        current = vars(mod)
+        for key, value_id in attrs.items():
+            if key not in current:
+                found.append(f"{name}.{key} was deleted")
+            elif id(current[key]) != value_id:
+                found.append(f"{name}.{key} was replaced")
+    return found[:20]
+
+
+# --------------------------------------------------------------------------
+# running cells
+
+
+_MAGIC = re.compile(r"^(\s*)([%!].*)$")
+
+
+def to_python(source):
+    """IPython syntax a notebook may hold: line magics and shell escapes become no-ops."""
+    try:
+        compile(source, "<cell>", "exec")
+        return source
+    except SyntaxError:
+        pass
+    if source.lstrip().startswith("%%"):
+        return "pass  # cell magic skipped\n"
+    return "\n".join(_MAGIC.sub(r"\1pass  # magic skipped", line) for line in source.splitlines())
+
+
+class _Shell:
+    """Enough of get_ipython() for notebooks that call it (magics do nothing)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+namespace = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: _Shell()}
+
+
+def where(tb):
+    """The last place in the student's cells a traceback passed through."""
+    last = None
+    for frame, lineno in traceback.walk_tb(tb):
+        name = frame.f_code.co_filename
+        if name.startswith("<cell "):
+            last = f"{name[1:-1]}, line {lineno}"
+    return last
+
+
+def describe(exc):
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return {"type": type(exc).__name__, "message": text[:MAX_TEXT],
+            "where": where(exc.__traceback__)}
+
+
+def run_cell(index, source):
+    code_text = to_python(source)
+    filename = f"<cell {index + 1}>"   # counted from 1, as a student counts
+    linecache.cache[filename] = (len(code_text), None, code_text.splitlines(True), filename)
+    emit({"event": "begin", "what": "cell", "index": index})
+    error = None
+    try:
+        code = compile(code_text, filename, "exec")
+        arm(job["cell_timeout"])
+        try:
+            exec(code, namespace)
+        finally:
+            disarm()
+    except StepTimeout:
+        error = {"type": "Timeout", "message": f"the cell did not finish within {job['cell_timeout']:g} s",
+                 "where": None}
+    except BaseException as exc:        # noqa: BLE001 -- SystemExit, KeyboardInterrupt too
+        error = describe(exc)
+    emit({"event": "cell", "index": index, "error": error})
+
+
+# --------------------------------------------------------------------------
+# calling a part's function
+
+
+def decode(value):
+    if _isinstance(value, dict) and "shape" in value and "data" in value:
+        return np.array(value["data"], dtype=float).reshape(value["shape"])
+    if _isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def encode(name, value):
+    arr = np.asarray(value, dtype=float)
+    if arr.size > MAX_ELEMS:
+        raise ValueError(f"{name} has {arr.size} numbers; that is far too many")
+    return {"shape": list(arr.shape), "data": [float(x) for x in arr.ravel().tolist()]}
+
+
+def same(a, b):
+    try:
+        return (_isinstance(a, np.ndarray) and _isinstance(b, np.ndarray) and a.shape == b.shape
+                and bool(np.array_equal(a, b, equal_nan=True)))
+    except Exception:
+        return False
+
+
+def call_part(gid, spec):
+    converter_ns = {"np": np, "kflib": kflib}
+    exec(spec["to_plain"]["source"], converter_ns)
+    to_plain = converter_ns[spec["to_plain"]["name"]]
+    function = namespace.get(spec["function"])
+    stop = None
+    for j, case in enumerate(spec["cases"]):
+        emit({"event": "begin", "what": "case", "part": gid, "case": j})
+        result = {"event": "case", "part": gid, "case": j}
+        if stop is not None:
+            # the part already failed on a timeout or memory: the rest would only cost time
+            result["error"] = {"type": "Skipped", "message": f"not run after the {stop}", "where": None}
+            emit(result)
+            continue
+        if function is None or not callable(function):
+            result["error"] = {"type": "Undefined",
+                               "message": f"your notebook defines no function {spec['function']}",
+                               "where": None}
+            emit(result)
+            continue
+        args = [decode(a) for a in case["args"]]
+        given = [a.copy() if _isinstance(a, np.ndarray) else None for a in args]
+        hits_before = len(_tripwire.HITS)
+        start = _monotonic()
+        try:
+            arm(job["call_timeout"])
+            try:
+                out = function(*args)
+                plain = to_plain(out)
+                result["outputs"] = {str(k): encode(k, v) for k, v in plain.items()}
+            finally:
+                disarm()
+        except StepTimeout:
+            result["error"] = {"type": "Timeout",
+                               "message": f"did not return within {job['call_timeout']:g} s",
+                               "where": None}
+        except BaseException as exc:    # noqa: BLE001
+            result["error"] = describe(exc)
+        result["seconds"] = _monotonic() - start
+        result["tripwires"] = list(_tripwire.HITS[hits_before:])
+        result["mutated"] = [i for i, (a, g) in enumerate(zip(args, given))
+                             if g is not None and not same(a, g)]
+        if result.get("error", {}).get("type") in ("Timeout", "MemoryError"):
+            stop = {"Timeout": "timeout", "MemoryError": "memory error"}[result["error"]["type"]]
+        emit(result)
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    before = snapshot()
+    emit({"event": "ready"})
+    for step in job["steps"]:
+        if step["kind"] == "cell":
+            run_cell(step["index"], step["source"])
+        else:
+            found = changes(before)
+            if found:
+                emit({"event": "tampered", "where": step["part"], "changes": found})
+            call_part(step["part"], job["parts"][step["part"]])
+    top = list(_tripwire.HITS)
+    emit({"event": "done", "tripwires": top[:50]})
+
+
+main()
+_out.flush()
+os._exit(0)

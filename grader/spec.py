@@ -1,0 +1,168 @@
+"""What a per-assignment check spec (grader/checks/<assignment>.py) provides.
+
+A spec module defines
+
+    ASSIGNMENT = "ps01-state-space"        # the folder name under solutions/
+    PARTS = [Part(...), ...]               # one per autograded answer cell (grade_id)
+
+and nothing of it ever reaches a student: it lives outside solutions/ (whose
+extra files nbgrader would copy into exercises/) and is not visible inside the
+sandbox. Points are not in the spec: they are read from the source notebook
+(the sum of the points of the test cells that follow each answer cell).
+
+For each part, the grader
+1. builds the seeded inputs once, in its own process (``cases()``), with any
+   reference results they need (``Case.expect``, computed with kflib);
+2. sends only ``Case.args`` (plain numbers and float arrays) to the sandbox, where
+   the student's function is called and its return value is turned into plain
+   arrays by ``to_plain`` -- a small self-contained function whose *source* is
+   sent to the sandbox (it may use ``np`` and ``kflib``, nothing else);
+3. compares the plain arrays it gets back with ``check(case, outputs)``, which
+   returns a list of problems (empty: the case passes). Problems are shown to the
+   student: describe what is wrong, never the expected values.
+
+A part earns its points when every case passes, no input array was changed
+(unless ``check_mutation=False``), and none of the ``forbid`` functions of kflib
+was called during the part's calls (they are replaced by tripwires in the
+sandbox's copy of kflib; the real code is not there at all).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    """One call of the student's function."""
+
+    args: tuple                       # plain numbers and numpy float arrays
+    label: str                        # shown to the student, e.g. "n=3, m=2, T=20" -- never values
+    expect: Any = None                # grader-side only: what check() compares with
+
+
+@dataclass
+class Part:
+    grade_id: str                     # the answer cell's nbgrader grade_id
+    function: str                     # the name the student's notebook must define
+    signature: str                    # shown in messages, e.g. "constant_velocity_model(dt, q, r)"
+    cases: Callable[[], list[Case]]
+    to_plain: Callable                # runs in the sandbox: return value -> {name: array-like}
+    check: Callable[[Case, dict], list[str]]
+    forbid: tuple[str, ...] = ()      # kflib functions that would answer this part
+    check_mutation: bool = True
+    arg_names: tuple[str, ...] = ()   # for "do not change the arrays you are given (w)"
+
+    def to_plain_source(self) -> dict:
+        return {"name": self.to_plain.__name__,
+                "source": textwrap.dedent(inspect.getsource(self.to_plain))}
+
+
+@dataclass
+class Spec:
+    assignment: str
+    parts: list[Part]
+    module: str
+    _cases: dict = field(default_factory=dict)
+
+    def cases(self, grade_id: str) -> list[Case]:
+        if grade_id not in self._cases:
+            part = self.part(grade_id)
+            self._cases[grade_id] = part.cases()
+        return self._cases[grade_id]
+
+    def part(self, grade_id: str) -> Part:
+        for p in self.parts:
+            if p.grade_id == grade_id:
+                return p
+        raise KeyError(grade_id)
+
+    @property
+    def forbidden(self) -> list[str]:
+        return sorted({name for p in self.parts for name in p.forbid})
+
+
+def module_name(assignment: str) -> str:
+    """grader.checks.<assignment with - and . as _>."""
+    return "grader.checks." + "".join(c if c.isalnum() else "_" for c in assignment)
+
+
+def load(assignment: str) -> Spec | None:
+    """The spec of an assignment, or None when grader/checks/ has none."""
+    name = module_name(assignment)
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+    if getattr(mod, "ASSIGNMENT", None) != assignment:
+        raise ValueError(f"{name}.ASSIGNMENT must be {assignment!r}")
+    parts = list(mod.PARTS)
+    ids = [p.grade_id for p in parts]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{name}: a grade_id appears twice in PARTS: {ids}")
+    return Spec(assignment, parts, name)
+
+
+def public_kflib_functions() -> tuple[str, ...]:
+    """Every public function of kflib ("module.name"), for parts whose hidden tests switch
+    all of kflib off except its containers (classes): functions defined in a kflib module
+    whose name and module path have no part starting with an underscore."""
+    import inspect
+    import pkgutil
+
+    import kflib
+
+    names = set()
+    modules = [kflib] + [importlib.import_module(m.name) for m in pkgutil.walk_packages(
+        kflib.__path__, "kflib.", onerror=lambda name: None) if _importable(m.name)]
+    for mod in modules:
+        for key, value in vars(mod).items():
+            where = (getattr(value, "__module__", None) or "").split(".")
+            if (inspect.isfunction(value) and where[0] == "kflib" and not value.__name__.startswith("_")
+                    and not any(part.startswith("_") for part in where)):
+                names.add(f"{value.__module__}.{value.__name__}")
+    return tuple(sorted(names))
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except Exception:                        # noqa: BLE001 -- optional parts (torch) may be missing
+        return False
+
+
+# --------------------------------------------------------------------------
+# helpers for check() functions
+
+
+def as_array(outputs: dict, name: str) -> np.ndarray | None:
+    value = outputs.get(name)
+    return None if value is None else np.asarray(value, dtype=float)
+
+
+def compare(name: str, got, want, *, rtol: float = 1e-7, atol: float = 0.0) -> list[str]:
+    """Problems with one returned array, described without the expected values."""
+    want = np.asarray(want, dtype=float)
+    if got is None:
+        return [f"{name} is missing"]
+    got = np.asarray(got, dtype=float)
+    if got.shape != want.shape:
+        return [f"{name} has shape {got.shape}; it should have shape {want.shape}"]
+    bad_got = ~np.isfinite(got)
+    if np.any(bad_got & np.isfinite(want)):
+        return [f"{name} contains NaN or infinity"]
+    if not np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True):
+        scale = np.maximum(np.abs(want), atol / rtol if rtol else 1.0)
+        scale = np.where(scale > 0, scale, 1.0)
+        err = np.nanmax(np.abs(got - want) / scale)
+        return [f"{name} is wrong (largest error {err:.1e} relative to its size)"]
+    return []
