@@ -17,7 +17,8 @@ help:
 	@echo "make test       run every test (kflib, book, exercises, browser)"
 	@echo "make lab        open JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/ (nbgrader)"
-	@echo "make bench      time kflib beside statsmodels, filterpy, pykalman"
+	@echo "make bench      time kflib beside statsmodels, filterpy, pykalman; the"
+	@echo "                learned filters against the KF; the book build (~25 min)"
 	@echo "make grade      grade every assignment with submissions (grading/)"
 
 setup: $(STAMP)
@@ -45,6 +46,8 @@ exercises: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet filterpy pykalman
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/learned.py
+	$(BIN)/python bench/book.py
 
 grade: $(STAMP)
 	$(BIN)/python -m grader

@@ -15,17 +15,17 @@ cases are replaced).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
+
+import records
 
 from kflib import em, kalman_filter, rts_smoother
 from kflib.learned import (DifferentiableKalmanFilter, LearnedGainFilter, LSTMFilter,
                            fit, mse, simulate_batch)
 from kflib.models import local_level
 
-ROOT = Path(__file__).resolve().parent.parent
 CASE = "random walk q=r=1"
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller training sets")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
+    ap.add_argument("--out", type=Path, default=records.BENCH_JSON)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -50,11 +50,10 @@ def main(argv=None):
     mse_kf = mse(torch.from_numpy(filt.x_filt), x_te.double())
     mse_ks = mse(torch.from_numpy(rts_smoother(rw, filt).x_smooth), x_te.double())
 
-    records = []
+    rows = [records.machine_record()]
 
     def record(library, metric, value, unit):
-        records.append(dict(case=CASE, library=library, metric=metric,
-                            value=float(value), unit=unit))
+        rows.append(records.record(CASE, library, metric, value, unit))
 
     def held_out(net):
         with torch.no_grad():
@@ -94,12 +93,7 @@ def main(argv=None):
     print(f"{name:40s} q {dkf.Q.item():.4f} (EM {ref.Q[0, 0]:.4f}), "
           f"r {dkf.R.item():.4f} (EM {ref.R[0, 0]:.4f}); {res.seconds:.1f} s")
 
-    # Read, drop this case's earlier records, append, write.
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(args.out.read_text()) if args.out.exists() else []
-    kept = [r for r in old if r.get("case") != CASE]
-    args.out.write_text(json.dumps(kept + records, indent=1) + "\n")
-    print(f"wrote {len(records)} records to {args.out}")
+    print(f"wrote {len(rows)} records to {records.write(rows, args.out)}")
 
 
 if __name__ == "__main__":

@@ -11,21 +11,26 @@ repeat the warnings of unchanged ones. The execution cache
 (`_build/.jupyter_cache`) is kept, so chapters whose code did not change are
 not run again.
 
-Test modules import the fixture (`from conftest_book import built_book`); the
+Test modules import the fixtures (`from conftest_book import built_book`); the
 result is cached in this module, so the book is built once per process even
-though each importing module registers the fixture on its own.
+though each importing module registers the fixture on its own. The browser
+tests also take `browser` (headless Chromium via Playwright) and `server` (the
+built HTML on a loopback port) from here.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import html
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -208,3 +213,63 @@ def page_text(path: Path) -> str:
     parser = _Text()
     parser.feed(path.read_text(encoding="utf-8"))
     return html.unescape("".join(parser.parts))
+
+
+# --------------------------------------------------------------------------
+# A real browser and a loopback server, for the browser tests
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def browser_unavailable_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium; skips without it, except under CI=true, where it fails."""
+    reason = browser_unavailable_reason()
+    if reason:
+        if in_ci():
+            pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    """Serves _build/html on 127.0.0.1 (a free port) for the module's tests."""
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)

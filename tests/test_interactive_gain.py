@@ -21,26 +21,20 @@ or Playwright the browser test skips; with CI=true it fails instead.
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import json
-import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest_book import REPO, built_book, page_path, toc_docnames  # noqa: F401
+from conftest_book import (REPO, browser, built_book, in_ci, page_path,  # noqa: F401
+                           server, toc_docnames)
 
 DOCNAME = "book/03-gain"
 SOURCE = REPO / f"{DOCNAME}.md"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -49,10 +43,6 @@ def closed_form_gains(q: float, r: float, P0: float) -> tuple[float, float]:
     the first gain K_1 = (P0 + q) / (P0 + q + r)."""
     P = (q + np.sqrt(q * q + 4.0 * q * r)) / 2.0
     return P / (P + r), (P0 + q) / (P0 + q + r)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 # --------------------------------------------------------------------------
@@ -122,47 +112,9 @@ def test_printed_gains_match_the_closed_form(explorer_data):
 # The page in a browser
 
 @pytest.fixture(scope="module")
-def browser():
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "the playwright Python package is not installed (pip install playwright)"
-    if reason is None and not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
-    if reason:
-        if in_ci():
-            pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def origin(gain_page):
-    """Serves the built HTML folder on 127.0.0.1 (a free port)."""
-    html_dir = gain_page.parents[1]
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+def origin(gain_page, server):
+    """The loopback server of the built book, once the page is known to exist."""
+    return server
 
 
 def _readout(page) -> dict:
