@@ -33,7 +33,8 @@ import scipy.stats
 
 from ._checks import as_float_array, check_positive_int, shape_str
 from ._inputs import as_controls, as_observations, at, check_model
-from .filter import LOG_2PI, FilterResult, _sym, _T, gaussian_update, predict_step
+from .filter import (LOG_2PI, FilterResult, FilterSteps, _sym, _T, gaussian_update,
+                     mask_missing, predict_step)
 
 __all__ = ["nis", "chi2_gate", "flag_anomalies", "windowed_nis", "nees",
            "robust_filter", "precision_recall"]
@@ -375,14 +376,7 @@ def robust_filter(model, y, alpha=0.01, mode: str = "skip", u=None, max_skips=No
     n = model.n
     u = as_controls(model, u, nb, T, batched)
 
-    x_pred = np.empty((nb, T, n))
-    P_pred = np.empty((nb, T, n, n))
-    x_filt = np.empty((nb, T, n))
-    P_filt = np.empty((nb, T, n, n))
-    innov = np.empty((nb, T, m))
-    S_all = np.empty((nb, T, m, m))
-    K_all = np.zeros((nb, T, n, m))
-    loglik = np.zeros(nb)
+    out = FilterSteps(nb, T, n, m)
     flags = np.zeros((nb, T), dtype=bool)
     run = np.zeros(nb, dtype=int)             # consecutive flagged steps so far
 
@@ -394,8 +388,7 @@ def robust_filter(model, y, alpha=0.01, mode: str = "skip", u=None, max_skips=No
     for t in range(T):
         H, R = at(model.H, t), at(model.R, t)
         x, P, nu, S = predict_step(model, t, x, P, y[:, t], None if u is None else u[:, t])
-        x_pred[:, t], P_pred[:, t] = x, P
-        innov[:, t], S_all[:, t] = nu, S
+        out.predicted(t, x, P, nu, S)
 
         # Test: NIS over the observed components against chi2_{m_t, 1 - alpha}
         value, dof = _masked_nis(nu, S)
@@ -411,29 +404,22 @@ def robust_filter(model, y, alpha=0.01, mode: str = "skip", u=None, max_skips=No
         if mode == "skip":
             obs = obs & ~handle[:, None]               # a skipped step is a missing one
         if not obs.any():                              # nothing used: pure prediction
-            x_filt[:, t], P_filt[:, t] = x, P
+            out.filtered(t, x, P)
             continue
         R_used = R
         if mode == "inflate" and handle.any():
             # R -> lam R on the observed block of each handled series
             h = handle
-            Hm = H * obs[h][:, :, None]
-            pair = obs[h][:, :, None] & obs[h][:, None, :]
-            Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[h][:, None, :]
+            Hm, Rm, num = mask_missing(np.broadcast_to(H, (int(h.sum()), m, n)), R, nu[h], obs[h])
             lam = np.ones(nb)
-            lam[h] = _inflation(Hm @ P[h] @ _T(Hm), Rm, np.where(obs[h], nu[h], 0.0),
-                                gates[dof[h]])
+            lam[h] = _inflation(Hm @ P[h] @ _T(Hm), Rm, num, gates[dof[h]])
             R_used = R * lam[:, None, None]
         x, P, K, term = gaussian_update(x, P, nu, H, R_used, obs, t)
-        x_filt[:, t], P_filt[:, t], K_all[:, t] = x, P, K
+        out.filtered(t, x, P, K)
         # the log-likelihood counts the steps used as they are
-        loglik += np.where(handle, 0.0, term)
+        out.loglik += np.where(handle, 0.0, term)
 
-    out = (x_pred, P_pred, x_filt, P_filt, innov, S_all, K_all)
-    if not batched:
-        out = tuple(a[0] for a in out)
-        return FilterResult(*out, loglik=float(loglik[0])), flags[0]
-    return FilterResult(*out, loglik=loglik), flags
+    return out.result(batched), (flags if batched else flags[0])
 
 
 # --------------------------------------------------------------------------

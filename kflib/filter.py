@@ -89,15 +89,7 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     n = model.n
     u = as_controls(model, u, nb, T, batched)
 
-    x_pred = np.empty((nb, T, n))
-    P_pred = np.empty((nb, T, n, n))
-    x_filt = np.empty((nb, T, n))
-    P_filt = np.empty((nb, T, n, n))
-    innov = np.empty((nb, T, m))
-    S_all = np.empty((nb, T, m, m))
-    K_all = np.zeros((nb, T, n, m))
-    loglik = np.zeros(nb)
-
+    out = FilterSteps(nb, T, n, m)
     observed = ~np.isnan(y)
     x = np.broadcast_to(model.x0, (nb, n))
     P = np.broadcast_to(model.P0, (nb, n, n))
@@ -105,22 +97,52 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     for t in range(T):
         H, R = at(model.H, t), at(model.R, t)
         x, P, nu, S = predict_step(model, t, x, P, y[:, t], None if u is None else u[:, t])
-        x_pred[:, t], P_pred[:, t] = x, P
-        innov[:, t], S_all[:, t] = nu, S
+        out.predicted(t, x, P, nu, S)
 
         obs = observed[:, t]
         if not obs.any():                      # nothing observed: pure prediction
-            x_filt[:, t], P_filt[:, t] = x, P
+            out.filtered(t, x, P)
             continue
         x, P, K, ll = gaussian_update(x, P, nu, H, R, obs, t)
-        x_filt[:, t], P_filt[:, t], K_all[:, t] = x, P, K
-        loglik += ll
+        out.filtered(t, x, P, K)
+        out.loglik += ll
 
-    out = (x_pred, P_pred, x_filt, P_filt, innov, S_all, K_all)
-    if not batched:
-        out = tuple(a[0] for a in out)
-        return FilterResult(*out, loglik=float(loglik[0]))
-    return FilterResult(*out, loglik=loglik)
+    return out.result(batched)
+
+
+class FilterSteps:
+    """The outputs of a forward filter, allocated once and filled in step by step.
+
+    Arrays have a leading batch axis (of length 1 for one series); ``K`` starts
+    at zero, so steps with nothing observed keep a zero gain.
+    """
+
+    def __init__(self, nb: int, T: int, n: int, m: int):
+        self.x_pred = np.empty((nb, T, n))
+        self.P_pred = np.empty((nb, T, n, n))
+        self.x_filt = np.empty((nb, T, n))
+        self.P_filt = np.empty((nb, T, n, n))
+        self.innovations = np.empty((nb, T, m))
+        self.S = np.empty((nb, T, m, m))
+        self.K = np.zeros((nb, T, n, m))
+        self.loglik = np.zeros(nb)
+
+    def predicted(self, t, x, P, nu, S):
+        self.x_pred[:, t], self.P_pred[:, t] = x, P
+        self.innovations[:, t], self.S[:, t] = nu, S
+
+    def filtered(self, t, x, P, K=None):
+        self.x_filt[:, t], self.P_filt[:, t] = x, P
+        if K is not None:
+            self.K[:, t] = K
+
+    def result(self, batched: bool) -> FilterResult:
+        """A FilterResult; without ``batched``, the batch axis is dropped."""
+        arrays = (self.x_pred, self.P_pred, self.x_filt, self.P_filt, self.innovations,
+                  self.S, self.K)
+        if batched:
+            return FilterResult(*arrays, loglik=self.loglik)
+        return FilterResult(*(a[0] for a in arrays), loglik=float(self.loglik[0]))
 
 
 def predict_step(model, t, x, P, y_t, u_t=None):
@@ -167,17 +189,8 @@ def gaussian_update(x, P, nu, H, R, obs, t=None):
     K : (Bt, n, m) array, the gain (zero columns for missing components)
     loglik : (Bt,) array, this step's log-likelihood term
     """
-    n, m = P.shape[-1], nu.shape[-1]
-    if obs.all():
-        Hm, Rm, num = H, R, nu
-    else:
-        # Missing components: zero their rows of H and their innovation, give
-        # them unit variance uncorrelated with the rest. The update then uses
-        # the observed components only, and they add 0 to log|S|.
-        Hm = H * obs[:, :, None]
-        pair = obs[:, :, None] & obs[:, None, :]
-        Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[:, None, :]
-        num = np.where(obs, nu, 0.0)
+    n = P.shape[-1]
+    Hm, Rm, num = mask_missing(H, R, nu, obs)
     # S = H P H' + R
     PHt = P @ _T(Hm)
     S = _sym(Hm @ PHt + Rm)
@@ -203,3 +216,27 @@ def gaussian_update(x, P, nu, H, R, obs, t=None):
     logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
     ll = -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
     return x, P, K, ll
+
+
+def mask_missing(H, R, nu, obs):
+    """H, R and the innovation with the missing components taken out of play.
+
+    Missing components get zero rows of H, a zero innovation and unit variance
+    uncorrelated with the rest: an update then uses the observed components
+    only, and they add 0 to log|S|. With everything observed, the inputs are
+    returned as they are.
+
+    Parameters
+    ----------
+    H : (m, n) or (Bt, m, n) array
+    R : (m, m) or (Bt, m, m) array
+    nu : (Bt, m) array
+    obs : (Bt, m) bool array
+    """
+    if obs.all():
+        return H, R, nu
+    m = obs.shape[-1]
+    Hm = H * obs[:, :, None]
+    pair = obs[:, :, None] & obs[:, None, :]
+    Rm = np.where(pair, R, 0.0) + np.eye(m) * ~obs[:, None, :]
+    return Hm, Rm, np.where(obs, nu, 0.0)

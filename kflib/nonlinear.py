@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ._checks import as_float_array, check_covariance, check_shape, shape_str
-from .filter import LOG_2PI, FilterResult, _sym, _T, gaussian_update
+from .filter import LOG_2PI, FilterResult, FilterSteps, _sym, _T, gaussian_update
 from .simulate import psd_sqrt
 from .smoother import SmootherResult, _gain
 
@@ -224,9 +224,8 @@ def ekf_filter(model: NonlinearSSM, y) -> FilterResult:
     y = _check(model, y)
     T, m = y.shape
     n = model.n
-    out = _allocate(T, n, m)
+    out = FilterSteps(1, T, n, m)
     x, P = model.x0, model.P0
-    loglik = 0.0
     for t in range(T):
         # Predict: x = f(x), P = F P F' + Q with F the Jacobian at the last estimate
         F = model.jac_f(x)
@@ -236,28 +235,16 @@ def ekf_filter(model: NonlinearSSM, y) -> FilterResult:
         H = model.jac_h(x)
         nu = _resid(model, y[t] - _hx(model, x))
         S = _sym(H @ P @ H.T + model.R)
-        _store(out, t, x, P, nu, S)
+        out.predicted(t, x, P, nu, S)
         obs = ~np.isnan(y[t])
         if obs.any():
             xb, Pb, K, ll = gaussian_update(x[None], P[None], nu[None], H, model.R,
                                             obs[None], t)
             x, P = xb[0], Pb[0]
-            out["K"][t] = K[0]
-            loglik += float(ll[0])
-        out["x_filt"][t], out["P_filt"][t] = x, P
-    return FilterResult(**out, loglik=loglik)
-
-
-def _allocate(T, n, m):
-    return {"x_pred": np.empty((T, n)), "P_pred": np.empty((T, n, n)),
-            "x_filt": np.empty((T, n)), "P_filt": np.empty((T, n, n)),
-            "innovations": np.empty((T, m)), "S": np.empty((T, m, m)),
-            "K": np.zeros((T, n, m))}
-
-
-def _store(out, t, x, P, nu, S):
-    out["x_pred"][t], out["P_pred"][t] = x, P
-    out["innovations"][t], out["S"][t] = nu, S
+            out.K[0, t] = K[0]
+            out.loglik += ll
+        out.filtered(t, x, P)
+    return out.result(batched=False)
 
 
 def ekf_smoother(model: NonlinearSSM, filt: FilterResult) -> SmootherResult:
@@ -383,9 +370,8 @@ def ukf_filter(model: NonlinearSSM, y, alpha: float = 1.0, beta: float = 2.0,
     y = _check(model, y)
     T, m = y.shape
     n = model.n
-    out = _allocate(T, n, m)
+    out = FilterSteps(1, T, n, m)
     x, P = model.x0, model.P0
-    loglik = 0.0
     ut = dict(alpha=alpha, beta=beta, kappa=kappa)
     for t in range(T):
         x, Pf, _ = unscented_transform(lambda z: _fx(model, z), x, P, **ut)
@@ -394,7 +380,7 @@ def ukf_filter(model: NonlinearSSM, y, alpha: float = 1.0, beta: float = 2.0,
                                           residual=model.residual)
         S = _sym(Sy + model.R)
         nu = _resid(model, y[t] - yhat)
-        _store(out, t, x, P, nu, S)
+        out.predicted(t, x, P, nu, S)
         o = ~np.isnan(y[t])
         if o.any():
             So, Co, nuo = S[np.ix_(o, o)], C[:, o], nu[o]
@@ -408,11 +394,11 @@ def ukf_filter(model: NonlinearSSM, y, alpha: float = 1.0, beta: float = 2.0,
             Ko = np.linalg.solve(So, Co.T).T
             x = x + Ko @ nuo
             P = _sym(P - Ko @ So @ Ko.T)
-            out["K"][t][:, o] = Ko
+            out.K[0, t][:, o] = Ko
             quad = nuo @ np.linalg.solve(So, nuo)
-            loglik += -0.5 * (o.sum() * LOG_2PI + 2 * np.log(np.diag(L)).sum() + quad)
-        out["x_filt"][t], out["P_filt"][t] = x, P
-    return FilterResult(**out, loglik=float(loglik))
+            out.loglik += -0.5 * (o.sum() * LOG_2PI + 2 * np.log(np.diag(L)).sum() + quad)
+        out.filtered(t, x, P)
+    return out.result(batched=False)
 
 
 def ukf_smoother(model: NonlinearSSM, filt: FilterResult, alpha: float = 1.0,
