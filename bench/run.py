@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kflib import em, kalman_filter, models, rts_smoother, simulate
+from kflib import LinearGaussianSSM, em, kalman_filter, models, rts_smoother, simulate
 from kflib.fast import fast_filter, fast_smoother
+from kflib.scan import scan_filter, scan_smoother
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS: list[dict] = []
@@ -42,12 +43,31 @@ def record(case, library, metric, value, unit):
 
 
 def statsmodels_filter(model, y, smooth=False):
+    """statsmodels on kflib's model; NaN in y is missing for both.
+
+    Time-varying matrices go in with time last; statsmodels' transition at
+    index t maps t to t + 1, so it is kflib's F at index t + 1.
+    """
     from statsmodels.tsa.statespace.mlemodel import MLEModel
+
+    def first(A):
+        return A[0] if A.ndim == 3 else A
+
+    def time_last(A, shift=False):
+        if A.ndim == 2:
+            return A
+        if shift:
+            A = np.concatenate([A[1:], A[-1:]])
+        return np.moveaxis(A, 0, -1)
+
+    F0 = first(model.F)
     mod = MLEModel(y, k_states=model.n, k_posdef=model.n, initialization="known",
-                   initial_state=model.F @ model.x0,
-                   initial_state_cov=model.F @ model.P0 @ model.F.T + model.Q)
-    for k, v in (("design", model.H), ("obs_cov", model.R), ("transition", model.F),
-                 ("selection", np.eye(model.n)), ("state_cov", model.Q)):
+                   initial_state=F0 @ model.x0,
+                   initial_state_cov=F0 @ model.P0 @ F0.T + first(model.Q))
+    for k, v in (("design", time_last(model.H)), ("obs_cov", time_last(model.R)),
+                 ("transition", time_last(model.F, shift=True)),
+                 ("selection", np.eye(model.n)),
+                 ("state_cov", time_last(model.Q, shift=True))):
         mod.ssm[k] = v
     return (lambda: mod.ssm.smooth()) if smooth else (lambda: mod.ssm.filter())
 
@@ -70,6 +90,7 @@ def filterpy_filter(model, y):
 
 def pykalman_filter(model, y, smooth=False):
     from pykalman import KalmanFilter
+    y = np.ma.masked_invalid(y)            # pykalman's mark for missing values
     kf = KalmanFilter(transition_matrices=model.F, observation_matrices=model.H,
                       transition_covariance=model.Q, observation_covariance=model.R,
                       initial_state_mean=model.F @ model.x0,
@@ -94,6 +115,31 @@ def compare(case, entries, unit="s"):
         if not lib.startswith("kflib"):
             record(case, lib, "ratio_to_kflib", v / best, "x")
     return results
+
+
+def irregular_constant_velocity(T, rng, q=0.05, r=9.0):
+    """Constant velocity observed at irregular times: F_t and Q_t follow dt_t."""
+    dt = rng.uniform(0.5, 1.5, T)
+    F = np.zeros((T, 2, 2))
+    F[:, 0, 0] = F[:, 1, 1] = 1.0
+    F[:, 0, 1] = dt
+    Q = q * np.stack([np.stack([dt**3 / 3, dt**2 / 2], -1),
+                      np.stack([dt**2 / 2, dt], -1)], -2)
+    return LinearGaussianSSM(F=F, H=[[1.0, 0.0]], Q=Q, R=[[r]], x0=[0.0, 0.0],
+                             P0=np.eye(2))
+
+
+def record_error_vs_sequential(case, library, fn, model, y):
+    """Largest difference of ``fn`` from the sequential filter, relative."""
+    got, ref = fn(model, y), kalman_filter(model, y)
+
+    def rel(k):
+        a, b = getattr(got, k), getattr(ref, k)
+        return np.abs(a - b).max() / np.abs(b).max()
+    err = max(rel(k) for k in ("x_filt", "P_filt", "x_pred", "P_pred", "K"))
+    err = max(err, abs(got.loglik - ref.loglik) / abs(ref.loglik))
+    record(case, library, "max_rel_error_vs_sequential", err, "1")
+    print(f"  {library} vs kflib.kalman_filter: max relative difference {err:.1e}")
 
 
 def main(argv=None):
@@ -124,6 +170,42 @@ def main(argv=None):
         "statsmodels": (statsmodels_filter(cv, y, smooth=True), rep, 1.0),
         "pykalman": (pykalman_filter(cv, short, smooth=True), 1, 20.0),
     })
+
+    # One long series with scattered missing values: the associative scan
+    y_miss = y.copy()
+    y_miss[np.random.default_rng(1).random(T) < 0.1] = np.nan
+    short_miss = y_miss[: T // 20]
+    case = f"filter T={T:.0e} n=2 m=1, 10% missing"
+    compare(case, {
+        "kflib.scan_filter": (lambda: scan_filter(cv, y_miss), rep, 1.0),
+        "kflib.fast_filter": (lambda: fast_filter(cv, y_miss), rep, 1.0),
+        "kflib.kalman_filter": (lambda: kalman_filter(cv, short_miss), 1, 20.0),
+        "statsmodels": (statsmodels_filter(cv, y_miss), rep, 1.0),
+        "pykalman": (pykalman_filter(cv, short_miss), 1, 20.0),
+    })
+    record_error_vs_sequential(case, "kflib.scan_filter", scan_filter, cv, short_miss)
+    case = f"filter+smoother T={T:.0e} n=2 m=1, 10% missing"
+    compare(case, {
+        "kflib.scan": (lambda: scan_smoother(cv, scan_filter(cv, y_miss)), rep, 1.0),
+        "kflib.fast": (lambda: fast_smoother(cv, fast_filter(cv, y_miss)), rep, 1.0),
+        "kflib.sequential": (lambda: rts_smoother(cv, kalman_filter(cv, short_miss)),
+                             1, 20.0),
+        "statsmodels": (statsmodels_filter(cv, y_miss, smooth=True), rep, 1.0),
+        "pykalman": (pykalman_filter(cv, short_miss, smooth=True), 1, 20.0),
+    })
+
+    # Time-varying matrices: constant velocity sampled at irregular times
+    tv = irregular_constant_velocity(T, rng=np.random.default_rng(2))
+    _, y_tv = simulate(tv, T, rng=3)
+    tv_short = tv.replace(**{k: getattr(tv, k)[: T // 20] for k in ("F", "Q")})
+    case = f"filter T={T:.0e} n=2 m=1, time-varying (irregular dt)"
+    compare(case, {
+        "kflib.scan_filter": (lambda: scan_filter(tv, y_tv), rep, 1.0),
+        "kflib.kalman_filter": (lambda: kalman_filter(tv_short, y_tv[: T // 20]), 1, 20.0),
+        "statsmodels": (statsmodels_filter(tv, y_tv), rep, 1.0),
+    })
+    record_error_vs_sequential(case, "kflib.scan_filter", scan_filter, tv_short,
+                               y_tv[: T // 20])
 
     nb, Tb = (2000, 100) if quick else (10_000, 100)
     Y = np.stack([simulate(cv, Tb, rng=i)[1] for i in range(nb)])

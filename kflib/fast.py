@@ -15,8 +15,10 @@ instead of one Python step per observation. The covariances of the exact
 filter are used up to the step where they stop changing (to round-off), so
 the results equal :func:`kflib.kalman_filter`'s to about 1e-12.
 
-Anything else (missing values, time-varying matrices) falls back to the
-sequential filter, which stays the readable reference.
+Missing values and time-varying matrices go to the parallel-in-time
+associative scan of :mod:`kflib.scan` instead, which is vectorised over time
+whatever the covariances do. The sequential :func:`kflib.kalman_filter` stays
+the readable reference.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 import scipy.linalg
 
 from ._inputs import as_controls, as_observations, check_model
-from .filter import LOG_2PI, FilterResult, _sym, _T, kalman_filter
+from .filter import LOG_2PI, FilterResult, _sym, _T
+from .scan import scan_filter, scan_smoother
 from .smoother import SmootherResult, _gain, rts_smoother
 
 __all__ = ["linear_recursion", "riccati_path", "fast_filter", "fast_smoother"]
@@ -65,20 +68,20 @@ def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
     for j in range(1, L + 1):
         powers[j] = A @ powers[j - 1]
     # Toeplitz M with block (j, i) = A^{j-i} for i <= j: sums = M @ [b_s .. b_{s+L-1}]
-    M = np.zeros((L, n, L, n))
-    for j in range(L):
-        for i in range(j + 1):
-            M[j, :, i, :] = powers[j - i]
-    M = M.reshape(L * n, L * n)
+    lag = np.arange(L)[:, None] - np.arange(L)[None, :]              # j - i
+    M = np.where((lag >= 0)[:, :, None, None], powers[np.maximum(lag, 0)], 0.0)
+    M = M.transpose(0, 2, 1, 3).reshape(L * n, L * n)
     z = (bb @ M.T).reshape(*batch, nblk, L, n)          # zero-start response per block
-    # carry: x_{end of block k} = A^L x_{end of block k-1} + z_k[L-1]
-    AL = powers[L]
-    out = np.empty_like(z)
-    carry = np.broadcast_to(np.asarray(x_init, dtype=float), (*batch, n))
-    Pw = powers[1:]                                      # A^{j+1}, j = 0..L-1
-    for k in range(nblk):
-        out[..., k, :, :] = z[..., k, :, :] + np.einsum("jab,...b->...ja", Pw, carry)
-        carry = out[..., k, L - 1, :]
+    # The state at the end of each block obeys the same kind of recursion,
+    # c_k = A^L c_{k-1} + z_k[L-1], with nblk = N / L steps: solve it the same
+    # way (recursively), then add each block's start-up term A^{j+1} c_{k-1}.
+    x_init = np.broadcast_to(np.asarray(x_init, dtype=float), (*batch, n))
+    if nblk > 1:
+        ends = linear_recursion(powers[L], z[..., :-1, L - 1, :], x_init, block)
+        starts = np.concatenate([x_init[..., None, :], ends], axis=-2)
+    else:
+        starts = x_init[..., None, :]
+    out = z + np.einsum("jab,...kb->...kja", powers[1:], starts)
     return out.reshape(*batch, nblk * L, n)[..., :N, :]
 
 
@@ -134,8 +137,9 @@ def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
     logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)       # (N,) or (1,)
     if S.shape[0] == 1:
         # nu' S^{-1} nu = |L^{-1} nu|^2 with S = L L'
-        z = scipy.linalg.solve_triangular(L[0], nu.reshape(-1, m).T, lower=True)
-        quad = (z * z).sum(0).reshape(nu.shape[:-1])
+        Linv = scipy.linalg.solve_triangular(L[0], np.eye(m), lower=True)
+        z = nu @ Linv.T
+        quad = (z * z).sum(-1)
         return -0.5 * (nu.shape[-2] * (m * LOG_2PI + logdet[0]) + quad.sum(-1))
     w = np.linalg.solve(S, np.moveaxis(nu, 0, -1))                           # (N, m, Bt)
     quad = np.einsum("btm,tmb->bt", nu, w)
@@ -146,17 +150,18 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     """Same result as :func:`kflib.kalman_filter`, faster on long series.
 
     Uses the steady-state recursion (see the module docstring) when the model
-    is time-invariant and ``y`` has no missing values; otherwise it is
-    :func:`kflib.kalman_filter` itself. The covariances do not depend on the
-    data then, so they are computed once, and for a batch the covariance
-    arrays are read-only views shared by all series.
+    is time-invariant and ``y`` has no missing values; the covariances do not
+    depend on the data then, so they are computed once, and for a batch the
+    covariance arrays are read-only views shared by all series. Otherwise
+    (missing values or time-varying matrices) it is
+    :func:`kflib.scan.scan_filter`.
     """
     model = check_model(model)
     y3, batched = as_observations(model, y)
     nb, T, m = y3.shape
     u3 = as_controls(model, u, nb, T, batched)
     if model.time_varying or np.isnan(y3).any():
-        return kalman_filter(model, y, u=u)
+        return scan_filter(model, y, u=u)
     n = model.n
     F, H, Q, R = model.F, model.H, model.Q, model.R
 
@@ -226,11 +231,13 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
 
     Where the filter's covariances are constant the smoother gain G is
     constant too, and the backward mean recursion is evaluated in blocks; the
-    smoothed covariances are iterated exactly until they settle.
+    smoothed covariances are iterated exactly until they settle. After
+    missing values (NaN innovations) or with time-varying matrices the
+    covariances do not settle, and :func:`kflib.scan.scan_smoother` is used.
     """
     model = check_model(model)
-    if model.time_varying:
-        return rts_smoother(model, filt)
+    if model.time_varying or np.isnan(filt.innovations).any():
+        return scan_smoother(model, filt)
     batched = filt.x_filt.ndim == 3
     Pp_all = filt.P_pred if not batched else filt.P_pred[0]
     T = Pp_all.shape[0]

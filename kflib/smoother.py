@@ -74,20 +74,13 @@ def rts_smoother(model, filt: FilterResult) -> SmootherResult:
     SmootherResult
     """
     model = check_model(model)
-    if not isinstance(filt, FilterResult):
-        raise TypeError("filt must be the FilterResult returned by kalman_filter; "
-                        f"got {type(filt).__name__}")
-    if filt.x_filt.shape[-1] != model.n:
-        raise ValueError(f"filt has state dimension {filt.x_filt.shape[-1]} but the "
-                         f"model has n = {model.n}")
+    check_filter_result(model, filt)
     batched = filt.x_filt.ndim == 3
     xf, Pf = filt.x_filt, filt.P_filt
     xp, Pp = filt.x_pred, filt.P_pred
     if not batched:
         xf, Pf, xp, Pp = xf[None], Pf[None], xp[None], Pp[None]
     nb, T, n = xf.shape
-    if model.T is not None and model.T != T:
-        raise ValueError(f"the model has T = {model.T} steps but filt has T = {T}")
 
     xs = np.empty_like(xf)
     Ps = np.empty_like(Pf)
@@ -118,3 +111,16 @@ def rts_smoother(model, filt: FilterResult) -> SmootherResult:
     if not batched:
         out = tuple(a[0] for a in out)
     return SmootherResult(*out)
+
+
+def check_filter_result(model, filt) -> None:
+    """A clear error unless ``filt`` is a filter's result for ``model``'s sizes."""
+    if not isinstance(filt, FilterResult):
+        raise TypeError("filt must be the FilterResult returned by kalman_filter; "
+                        f"got {type(filt).__name__}")
+    if filt.x_filt.shape[-1] != model.n:
+        raise ValueError(f"filt has state dimension {filt.x_filt.shape[-1]} but the "
+                         f"model has n = {model.n}")
+    T = filt.x_filt.shape[-2]
+    if model.T is not None and model.T != T:
+        raise ValueError(f"the model has T = {model.T} steps but filt has T = {T}")

@@ -59,7 +59,8 @@ def test_fallbacks_for_missing_values_and_short_series(rng):
     model = random_model(rng, 2, 2)
     y = simulate(model, 300, rng=rng)[1]
     y[100, 0] = np.nan
-    assert_same(fast_filter(model, y), kalman_filter(model, y), F_FIELDS, tol=1e-14)
+    # missing values take the associative scan (kflib.scan): equal to round-off
+    assert_same(fast_filter(model, y), kalman_filter(model, y), F_FIELDS, tol=1e-9)
     short = y[:3]
     short = np.nan_to_num(short)
     f = fast_filter(model, short)
