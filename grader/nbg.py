@@ -27,13 +27,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import sandbox
 
-BIN = str(Path(sys.executable).parent)
+BIN = str(Path(sandbox.PYTHON).parent)
 # zip_collect's file-name pattern when nbgrader_config.py sets none: files named
 # <student>_<notebook>.ipynb, with anything between (Canvas: <name>_<id>_<id>_<file>).
 DEFAULT_NAMED_REGEXP = r".*/(?P<student_id>[^/_]+)_(?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
@@ -49,7 +48,7 @@ def env_for_nbgrader(home: Path | None = None) -> dict[str, str]:
 
 def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """An nbgrader command on instructor data only (not sandboxed)."""
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env_for_nbgrader(),
+    return subprocess.run([sandbox.PYTHON, "-m", "nbgrader", *args], cwd=cwd, env=env_for_nbgrader(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -123,7 +122,7 @@ def sandboxed(course: Path, args: list[str], mode: str, *, wall: float,
                             nofile=1024, nproc=512)
     log_path = course.parent / f"nbgrader-{args[0]}.log"
     with open(log_path, "wb") as log:
-        res = box.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+        res = box.run([sandbox.PYTHON, "-m", "nbgrader", *args], cwd=course,
                       env=env, limits=limits, stdout=log, stderr=log)
     text = log_path.read_text(errors="replace")
     if res.timed_out:

@@ -8,9 +8,14 @@ LIB holds the copy of kflib in which the functions that would answer a part
 are tripwires; JOB is a JSON file written by the grader (grader/trusted.py):
 the student's code cells in order, where to call which part's function, the
 seeded inputs (plain numbers and arrays), and for each part the source of a
-small function that turns the return value into plain arrays.
+small function that turns the return value into plain arrays (and, optionally,
+of one that turns the plain inputs into the call's arguments, and of stand-ins
+for the student's functions of other parts). JOB may also name functions
+outside kflib ("block") that are switched off by tripwires before any student
+code runs. Every helper is compiled from its source before the first cell.
 
 It reports on its standard output, one JSON object per line:
+  {"event": "fatal", "message": ...}            the job could not be set up (a grader bug)
   {"event": "ready"}                            set up, before any student code
   {"event": "begin", "what": "cell", "index": i}  / {"event": "begin", "what": "case", ...}
   {"event": "cell", "index": i, "error": ...}
@@ -25,6 +30,7 @@ It imports nothing of the grader: the grader's code and data are not visible her
 """
 
 import builtins
+import importlib
 import io
 import json
 import linecache
@@ -103,6 +109,48 @@ def disarm():
 
 WATCH = ["builtins", "math", "numpy", "numpy.testing", "numpy.linalg", "scipy.linalg",
          "kflib", *sorted(m for m in sys.modules if m.startswith("kflib."))]
+
+
+_BLOCKED_FILES = {}                     # source file of a blocked function -> its name
+
+
+def _audit(event, args):
+    # Running a blocked function's module again (importlib.reload, a fresh import after
+    # deleting it from sys.modules) would bring the real function back: that trips the wire.
+    if event == "exec" and _BLOCKED_FILES and args:
+        qual = _BLOCKED_FILES.get(getattr(args[0], "co_filename", None))
+        if qual is not None:
+            _tripwire.HITS.append(qual)
+            raise _tripwire.ReferenceCallBlocked(
+                f"{qual} is switched off while grading: its module cannot be loaded again")
+
+
+def block_functions(names):
+    """Switch off functions outside kflib (say scipy.linalg.solve_discrete_are): each one is
+    replaced by a tripwire wherever a loaded module holds it; running its module's code
+    again trips the wire too (an audit hook, which cannot be removed), and its modules are
+    watched, so that any other way of putting it back shows up as tampering."""
+    for qual in names:
+        modname, _, attr = qual.rpartition(".")
+        module = importlib.import_module(modname)
+        real = getattr(module, attr)
+        stub = _tripwire.tripwire(qual)
+        code = getattr(real, "__code__", None)
+        if code is not None:
+            _BLOCKED_FILES.setdefault(code.co_filename, qual)
+        for mod in list(sys.modules.values()):
+            try:
+                table = vars(mod)
+                hits = [key for key, value in list(table.items()) if value is real]
+                for key in hits:
+                    table[key] = stub
+            except Exception:
+                continue
+        for name in (modname, getattr(real, "__module__", None)):
+            if _isinstance(name, str) and name in sys.modules and name not in WATCH:
+                WATCH.append(name)
+    if _BLOCKED_FILES:
+        sys.addaudithook(_audit)
 
 
 def snapshot():
@@ -233,11 +281,46 @@ def same(a, b):
         return False
 
 
+def build(src):
+    """A spec's helper, from its source; it sees np and kflib and nothing of the student's."""
+    ns = {"np": np, "kflib": kflib}
+    exec(compile(src["source"], f"<grader {src['name']}>", "exec"), ns)
+    return ns[src["name"]]
+
+
+HELPERS = {}
+_MISSING = object()
+
+
+def prepare(parts):
+    for gid, spec in parts.items():
+        tp = spec["to_plain"]
+        HELPERS[gid] = {
+            "to_plain": ({k: build(v) for k, v in tp["by_function"].items()} if "by_function" in tp
+                         else build(tp)),
+            "from_plain": build(spec["from_plain"]) if spec.get("from_plain") else None,
+            "stand_ins": {name: build(src) for name, src in (spec.get("stand_ins") or {}).items()},
+        }
+
+
 def call_part(gid, spec):
-    converter_ns = {"np": np, "kflib": kflib}
-    exec(spec["to_plain"]["source"], converter_ns)
-    to_plain = converter_ns[spec["to_plain"]["name"]]
-    function = namespace.get(spec["function"])
+    helpers = HELPERS[gid]
+    saved = {}
+    # the student's functions of other parts give way to the stand-ins during this part
+    for name, stand_in in helpers["stand_ins"].items():
+        saved[name] = namespace.get(name, _MISSING)
+        namespace[name] = stand_in
+    try:
+        call_cases(gid, spec, helpers)
+    finally:
+        for name, old in saved.items():
+            if old is _MISSING:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = old
+
+
+def call_cases(gid, spec, helpers):
     stop = None
     for j, case in enumerate(spec["cases"]):
         emit({"event": "begin", "what": "case", "part": gid, "case": j})
@@ -247,20 +330,33 @@ def call_part(gid, spec):
             result["error"] = {"type": "Skipped", "message": f"not run after the {stop}", "where": None}
             emit(result)
             continue
+        fname = case.get("function") or spec["function"]
+        function = namespace.get(fname)
         if function is None or not callable(function):
             result["error"] = {"type": "Undefined",
-                               "message": f"your notebook defines no function {spec['function']}",
+                               "message": f"your notebook defines no function {fname}",
                                "where": None}
             emit(result)
             continue
+        to_plain = helpers["to_plain"]
+        if _isinstance(to_plain, dict):
+            to_plain = to_plain[fname]
         args = [decode(a) for a in case["args"]]
-        given = [a.copy() if _isinstance(a, np.ndarray) else None for a in args]
+        kwargs = {str(k): decode(v) for k, v in (case.get("kwargs") or {}).items()}
         hits_before = len(_tripwire.HITS)
         start = _monotonic()
         try:
+            if helpers["from_plain"] is not None:
+                args = list(helpers["from_plain"](*args))
+        except BaseException as exc:    # noqa: BLE001 -- a tampered kflib, say
+            result["error"] = describe(exc)
+            emit(result)
+            continue
+        given = [a.copy() if _isinstance(a, np.ndarray) else None for a in args]
+        try:
             arm(job["call_timeout"])
             try:
-                out = function(*args)
+                out = function(*args, **kwargs)
                 plain = to_plain(out)
                 result["outputs"] = {str(k): encode(k, v) for k, v in plain.items()}
             finally:
@@ -284,6 +380,13 @@ def call_part(gid, spec):
 
 
 def main():
+    try:
+        block_functions(job.get("block") or [])
+        prepare(job["parts"])
+    except Exception as exc:            # noqa: BLE001 -- the grader's job, not the student's code
+        emit({"event": "fatal", "message": f"{type(exc).__name__}: {exc}"[:MAX_TEXT]})
+        _out.flush()
+        os._exit(3)
     before = snapshot()
     emit({"event": "ready"})
     for step in job["steps"]:

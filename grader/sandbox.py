@@ -43,6 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODES = ("root", "userns", "none")
+# The interpreter by absolute path: sys.executable is relative when Python was
+# started by a relative path, and the sandboxed child runs in another folder.
+# (abspath, not resolve: a virtual environment's python is a symlink whose
+# location is what makes it that environment's.)
+PYTHON = os.path.abspath(sys.executable)
 NOBODY = 65534
 # In root mode each sandbox can run as its own unprivileged uid (no account needed), so
 # that RLIMIT_NPROC, which counts a user's processes, limits each sandbox separately.
@@ -358,7 +363,7 @@ def _probe(mode: str) -> tuple[bool, str]:
         box = Sandbox(mode, ro=[Path(tmp)])
         with open(out, "wb") as fh:
             try:
-                res = box.run([sys.executable, "-I", str(script), str(hidden)], cwd=Path(tmp),
+                res = box.run([PYTHON, "-I", str(script), str(hidden)], cwd=Path(tmp),
                               env={"PATH": "/usr/bin:/bin"}, limits=Limits(wall=30), stdout=fh)
             except OSError as exc:
                 return False, str(exc)

@@ -25,6 +25,55 @@ A part earns its points when every case passes, no input array was changed
 (unless ``check_mutation=False``), and none of the ``forbid`` functions of kflib
 was called during the part's calls (they are replaced by tripwires in the
 sandbox's copy of kflib; the real code is not there at all).
+
+Optional, for notebooks whose hidden tests do more than call one function:
+
+``Part.forbid`` may also name functions outside kflib, e.g.
+    ``"scipy.linalg.solve_discrete_are"``. Those cannot be left out of the
+    sandbox (the library is installed there), so before any student code runs the
+    child replaces the function by a tripwire in every module that holds it (so a
+    reference captured by an import is a tripwire too), trips the wire when the
+    function's module is run again (importlib.reload, a re-import; an audit hook)
+    and watches that module for tampering. This stops calls and the usual ways
+    around them, but unlike kflib's the real code is still on disk: a student
+    who executes the library's source under another name, or who patches the
+    child's own code, is not caught. Name private helpers that do the work too
+    (ps03 forbids scipy's ``_solve_discrete_are`` as well, where it exists).
+``FORBID_PER_PART = True`` (a module-level flag of the spec)
+    Each part's ``forbid`` applies to that part only, as in notebooks whose hidden
+    tests switch different functions off for different parts (say kflib.rts_smoother
+    is forbidden in (a)-(c) but the answer to (d) is meant to call it). The parts
+    are then checked in several sandboxed children, one per distinct ``forbid``
+    set, each with its own copy of kflib lacking exactly that set. Without the
+    flag (the default) one child checks every part and the union of all the parts'
+    ``forbid`` is switched off for the whole run.
+``Case.function``
+    The name of the function this case calls, when one answer cell defines
+    several (say ``ewma_weight`` and ``steady_filter``) and the part's points need
+    both: the part's cases may call different functions; None (the default)
+    calls ``Part.function``.
+``Case.kwargs``
+    Keyword arguments of the call (plain values), for tests that call with keywords.
+``Part.to_plain``
+    May be a dict {function name: converter} when the cases call several functions.
+``Part.from_plain``
+    A self-contained function, sent to the sandbox like ``to_plain``, that turns
+    ``Case.args`` (plain data) into the arguments of the call (a tuple), for
+    functions that take objects, e.g. ``def gap_args(F, H, Q, R, x0, P0, y): return
+    (kflib.LinearGaussianSSM(F, H, Q, R, x0, P0), y)``. The mutation check then
+    applies to the arrays among the arguments it returns (``arg_names`` names those).
+``Part.stand_ins``
+    {name: function}: while this part's cases run, the student's functions of
+    those names (from other parts) are replaced by these self-contained functions
+    (sent to the sandbox like ``to_plain``; they may use ``np`` and ``kflib``), and
+    put back afterwards -- so that a part is graded on its own, like hidden tests
+    that swap a notebook's other answers for kflib-based versions. A stand-in that
+    calls a function the part forbids trips the wire, as it does in the notebook.
+
+Every function whose source goes to the sandbox (``to_plain``, ``from_plain``,
+stand-ins) must be a plain ``def`` at the top level of the spec module, using
+nothing but its arguments, ``np`` and ``kflib``: it is compiled in the child,
+before any student code runs, from its source alone.
 """
 
 from __future__ import annotations
@@ -45,6 +94,8 @@ class Case:
     args: tuple                       # plain numbers and numpy float arrays
     label: str                        # shown to the student, e.g. "n=3, m=2, T=20" -- never values
     expect: Any = None                # grader-side only: what check() compares with
+    function: str | None = None       # the function to call, if not the part's own (see above)
+    kwargs: dict = field(default_factory=dict)   # keyword arguments (plain values)
 
 
 @dataclass
@@ -53,15 +104,29 @@ class Part:
     function: str                     # the name the student's notebook must define
     signature: str                    # shown in messages, e.g. "constant_velocity_model(dt, q, r)"
     cases: Callable[[], list[Case]]
-    to_plain: Callable                # runs in the sandbox: return value -> {name: array-like}
+    to_plain: Callable | dict         # runs in the sandbox: return value -> {name: array-like}
     check: Callable[[Case, dict], list[str]]
-    forbid: tuple[str, ...] = ()      # kflib functions that would answer this part
+    forbid: tuple[str, ...] = ()      # kflib (or other) functions that would answer this part
     check_mutation: bool = True
     arg_names: tuple[str, ...] = ()   # for "do not change the arrays you are given (w)"
+    from_plain: Callable | None = None            # runs in the sandbox: Case.args -> call arguments
+    stand_ins: dict[str, Callable] = field(default_factory=dict)   # other parts' functions, replaced
 
     def to_plain_source(self) -> dict:
-        return {"name": self.to_plain.__name__,
-                "source": textwrap.dedent(inspect.getsource(self.to_plain))}
+        if isinstance(self.to_plain, dict):
+            return {"by_function": {name: source_of(f) for name, f in self.to_plain.items()}}
+        return source_of(self.to_plain)
+
+    def from_plain_source(self) -> dict | None:
+        return None if self.from_plain is None else source_of(self.from_plain)
+
+    def stand_in_sources(self) -> dict:
+        return {name: source_of(f) for name, f in self.stand_ins.items()}
+
+
+def source_of(function: Callable) -> dict:
+    """What the sandbox needs to rebuild a spec's helper: its name and source."""
+    return {"name": function.__name__, "source": textwrap.dedent(inspect.getsource(function))}
 
 
 @dataclass
@@ -70,6 +135,7 @@ class Spec:
     parts: list[Part]
     module: str
     _cases: dict = field(default_factory=dict)
+    forbid_per_part: bool = False
 
     def cases(self, grade_id: str) -> list[Case]:
         if grade_id not in self._cases:
@@ -86,6 +152,16 @@ class Spec:
     @property
     def forbidden(self) -> list[str]:
         return sorted({name for p in self.parts for name in p.forbid})
+
+    def groups(self) -> list[tuple[list[str], list[str]]]:
+        """The parts checked together by one sandboxed child, and what is switched off there:
+        [(grade_ids, forbidden functions)]. One group unless FORBID_PER_PART."""
+        if not self.forbid_per_part:
+            return [([p.grade_id for p in self.parts], self.forbidden)]
+        found: dict[tuple[str, ...], list[str]] = {}
+        for p in self.parts:
+            found.setdefault(tuple(sorted(set(p.forbid))), []).append(p.grade_id)
+        return [(gids, list(names)) for names, gids in found.items()]
 
 
 def module_name(assignment: str) -> str:
@@ -108,7 +184,7 @@ def load(assignment: str) -> Spec | None:
     ids = [p.grade_id for p in parts]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: a grade_id appears twice in PARTS: {ids}")
-    return Spec(assignment, parts, name)
+    return Spec(assignment, parts, name, forbid_per_part=bool(getattr(mod, "FORBID_PER_PART", False)))
 
 
 def public_kflib_functions() -> tuple[str, ...]:

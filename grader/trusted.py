@@ -6,6 +6,11 @@ and arrays as JSON; this process, which no student code ever touched, compares
 them with kflib through the assignment's spec (grader/checks/). A step that
 overruns, or a child that dies, costs only that step: the child is started
 again without the offending cell (or part) and the other parts are graded.
+
+A spec with FORBID_PER_PART has its parts checked by several children, one per
+distinct set of forbidden functions (Spec.groups()), each with its own copy of
+kflib; they run one after the other, share the submission's time budget, and a
+cell that had to be skipped in one is skipped in the next.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +65,16 @@ class Settings:
 
 
 @dataclass
+class Group:
+    """Parts checked by one child, with the copy of kflib (and the blocked functions
+    outside kflib) that go with them."""
+
+    parts: list[str]
+    libdir: Path
+    block: list[str] = field(default_factory=list)       # functions outside kflib, tripwired
+
+
+@dataclass
 class PartResult:
     grade_id: str
     max_points: float
@@ -93,6 +107,24 @@ class TrustedResult:
 
 # --------------------------------------------------------------------------
 # the copy of kflib for the sandbox
+
+
+def split_forbidden(forbidden: list[str]) -> tuple[list[str], list[str]]:
+    """(kflib functions, functions of other libraries) of a spec's forbid list; the latter
+    are checked to exist here (the sandbox has the same libraries)."""
+    import importlib
+
+    ours = [q for q in forbidden if q == "kflib" or q.startswith("kflib.")]
+    others = [q for q in forbidden if q not in ours]
+    for qual in others:
+        modname, _, attr = qual.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(modname), attr, None) if modname else None
+        except ImportError:
+            obj = None
+        if obj is None or not callable(obj):
+            raise ValueError(f"the spec forbids {qual}, which does not exist")
+    return ours, others
 
 
 def build_kflib_copy(dest: Path, forbidden: list[str]) -> None:
@@ -199,11 +231,16 @@ class TrustedChecker:
             raise ValueError(f"{spec.module} does not match the notebook: parts without a check "
                              f"{sorted(missing)}, checks without a part {sorted(unknown)}")
         self.workdir = workdir
-        self.libdir = workdir / "lib"
-        self.libdir.mkdir(parents=True)
-        build_kflib_copy(self.libdir, spec.forbidden)
-        shutil.copy2(RUNNER, self.libdir / "runner.py")
-        os.chmod(self.libdir / "runner.py", 0o644)
+        self.groups: list[Group] = []
+        for i, (gids, forbidden) in enumerate(spec.groups()):
+            ours, others = split_forbidden(forbidden)
+            libdir = workdir / ("lib" if i == 0 else f"lib{i + 1}")
+            libdir.mkdir(parents=True)
+            build_kflib_copy(libdir, ours)
+            shutil.copy2(RUNNER, libdir / "runner.py")
+            os.chmod(libdir / "runner.py", 0o644)
+            self.groups.append(Group(list(gids), libdir, others))
+        self.libdir = self.groups[0].libdir
         os.chmod(workdir, 0o755)
         self.parts_json = {}
         for part in spec.parts:
@@ -211,7 +248,9 @@ class TrustedChecker:
             self.parts_json[part.grade_id] = {
                 "function": part.function,
                 "to_plain": part.to_plain_source(),
-                "cases": [{"args": encode(list(c.args))} for c in cases],
+                "from_plain": part.from_plain_source(),
+                "stand_ins": part.stand_in_sources(),
+                "cases": [_case_json(c) for c in cases],
             }
         self._lock = threading.Lock()
 
@@ -241,33 +280,45 @@ class TrustedChecker:
     def _attempts(self, sub, lay, box, state, result):
         s = self.settings
         deadline_total = time.monotonic() + s.budget
-        max_attempts = len(self.assignment.parts) + 4
+        max_attempts = len(self.assignment.parts) + 3 + len(self.groups)
+        for group in self.groups:
+            steps = _group_steps(lay.steps, group.parts, cut=len(self.groups) > 1)
+            if not self._group_attempts(sub, box, state, result, group, steps, deadline_total,
+                                        max_attempts):
+                return
+
+    def _group_attempts(self, sub, box, state, result, group, steps, deadline_total,
+                        max_attempts) -> bool:
+        """Run one group's children until its parts are done; False when the submission's
+        budget ran out (every part not yet done is then marked so)."""
+        s = self.settings
         while True:
-            pending = [st for st in lay.steps
+            pending = [st for st in steps
                        if (st["kind"] == "cell" and st["index"] not in state.skip)
                        or (st["kind"] == "call" and st["part"] not in state.finished_parts)]
             if not any(st["kind"] == "call" for st in pending):
-                return
+                return True
             if result.attempts >= max_attempts or time.monotonic() > deadline_total:
-                for st in pending:
-                    if st["kind"] == "call":
+                for gid in self.parts_json:
+                    if gid not in state.finished_parts:
                         state.part_failure.setdefault(
-                            st["part"], ("budget", "grading stopped: the submission used up the "
-                                                   "time allowed for it"))
-                        state.finished_parts.add(st["part"])
+                            gid, ("budget", "grading stopped: the submission used up the "
+                                            "time allowed for it"))
+                        state.finished_parts.add(gid)
                 result.flag("timeout", "the submission used up its time budget "
                                        f"({s.budget:g} s, {result.attempts} attempts)")
-                return
+                return False
             result.attempts += 1
-            run = self._run_child(sub, box, pending, state)
+            run = self._run_child(sub, box, pending, state, group)
             if run.ready is False:
                 raise RuntimeError("the sandboxed child did not start: "
-                                   + (run.sandbox.stderr.strip()[-500:] or f"exit {run.sandbox.returncode}"))
+                                   + (run.fatal or run.sandbox.stderr.strip()[-500:]
+                                      or f"exit {run.sandbox.returncode}"))
             if run.done:
                 for st in pending:
                     if st["kind"] == "call":
                         state.finished_parts.add(st["part"])
-                return
+                return True
             for gid in self.parts_json:
                 if all((gid, j) in state.cases for j in range(len(self.parts_json[gid]["cases"]))):
                     state.finished_parts.add(gid)
@@ -287,10 +338,12 @@ class TrustedChecker:
                 state.finished_parts.add(gid)
                 result.flag(code, f"part {gid}: {why}")
 
-    def _run_child(self, sub, box, pending, state) -> "_Run":
+    def _run_child(self, sub, box, pending, state, group: Group | None = None) -> "_Run":
         s = self.settings
+        group = group or self.groups[0]
         job = {
             "steps": pending,
+            "block": group.block,
             "parts": {st["part"]: self.parts_json[st["part"]] for st in pending if st["kind"] == "call"},
             "cell_timeout": s.cell_timeout,
             "call_timeout": s.call_timeout,
@@ -333,10 +386,10 @@ class TrustedChecker:
         env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
-        box_sandbox = sandbox.Sandbox(s.isolation, ro=[self.libdir, box], uid=sandbox.fresh_uid())
+        box_sandbox = sandbox.Sandbox(s.isolation, ro=[group.libdir, box], uid=sandbox.fresh_uid())
         run.started = time.monotonic()
         run.sandbox = box_sandbox.run(
-            [sys.executable, "-I", "-B", str(self.libdir / "runner.py"), str(self.libdir),
+            [sandbox.PYTHON, "-I", "-B", str(group.libdir / "runner.py"), str(group.libdir),
              str(job_path)],
             cwd=box, env=env, limits=limits, on_line=on_line, deadline=deadline)
         if run.ready is None:
@@ -431,6 +484,26 @@ class TrustedChecker:
 _ERR_SIZE = re.compile(r"\(largest error [^)]*\)")
 
 
+def _case_json(case) -> dict:
+    out = {"args": encode(list(case.args))}
+    if case.function:
+        out["function"] = case.function
+    if case.kwargs:
+        out["kwargs"] = {str(k): encode(v) for k, v in case.kwargs.items()}
+    return out
+
+
+def _group_steps(steps: list[dict], parts: list[str], cut: bool) -> list[dict]:
+    """A group's share of a submission's steps: every cell, and the calls of its parts;
+    with `cut`, nothing after its last call (the cells there cannot change its grade)."""
+    mine = set(parts)
+    out = [st for st in steps if st["kind"] == "cell" or st["part"] in mine]
+    if cut:
+        last = max((i for i, st in enumerate(out) if st["kind"] == "call"), default=-1)
+        out = out[:last + 1]
+    return out
+
+
 def _error_text(err: dict) -> str:
     msg = str(err.get("message") or err.get("type") or "an error")[:300]
     where = err.get("where")
@@ -462,11 +535,14 @@ class _Run:
     last_cell: int | None = None
     last_part: str | None = None
     last_event: float = 0.0
+    fatal: str = ""
 
     def handle(self, ev: dict, state: _State) -> None:
         kind = ev.get("event")
         self.last_event = time.monotonic()
-        if kind == "ready":
+        if kind == "fatal" and self.ready is None:
+            self.fatal = str(ev.get("message"))[:500]
+        elif kind == "ready":
             self.ready = True
         elif self.ready is not True:
             return                                   # nothing counts before the child is set up

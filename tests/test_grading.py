@@ -273,6 +273,21 @@ def sandboxed_python(code: str, tmp_path: Path, **kw) -> tuple[int | None, str]:
     return res.returncode, outfile.read_text()
 
 
+def test_isolation_does_not_depend_on_how_python_was_started(tmp_path):
+    """Started by a relative path (`../.venv/bin/python`), the grader still isolates."""
+    mode, why = sandbox.detect("auto")
+    if mode == "none":
+        pytest.skip(f"no isolation on this machine: {why}")
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from grader import sandbox; print(sandbox.detect('auto')[0])")
+    rel = os.path.relpath(sys.executable, tmp_path)
+    assert not os.path.isabs(rel)
+    res = subprocess.run([rel, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == mode
+
+
 def test_sandbox_hides_the_course_and_the_network(tmp_path):
     mode, why = sandbox.detect()
     if mode == "none":
@@ -435,4 +450,104 @@ def test_spec_agrees_with_test_submissions(tmp_path, assignment):
         got = {gid: p.points for gid, p in res.parts.items()}
         want = {gid: (0.0 if gid == wrong else part.points) for gid, part in a.parts.items()}
         assert got == want, (student, {g: (p.summary, p.details) for g, p in res.parts.items()})
-        assert not [f for f in res.flags if f[0] != "test-cells-modified"], (student, res.flags)
+        # a wrong part may be wrong by calling what its hidden tests switch off (say
+        # ps04's lag_one through kflib.rts_smoother): flagged for that part, nothing else
+        allowed = {("reference-call", wrong)} if wrong else set()
+        assert not [f for f in res.flags if f[0] != "test-cells-modified"
+                    and (f[0], f[1].split(":")[0].removeprefix("part ")) not in allowed], (student, res.flags)
+
+
+# --------------------------------------------------------------------------
+# functions outside kflib switched off per part: ps03's DARE solver
+
+
+PS03_DARE_TRICKS = {
+    # (a): a plain call of scipy's DARE solver, which the hidden tests of (a) switch off
+    "ll_steady": '''
+def local_level_steady_state(q, r):
+    P = scipy.linalg.solve_discrete_are(np.ones((1, 1)), np.ones((1, 1)), np.array([[q]]),
+                                        np.array([[r]]))[0, 0]
+    return P, P / (P + r), r * P / (P + r)
+''',
+    # (b): the solver captured before any test could switch it off, the answer otherwise
+    # right; then its module reloaded, which would bring the real solver back
+    "riccati": '''
+import importlib
+import scipy.linalg._solvers
+from scipy.linalg import solve_discrete_are as _dare
+
+def riccati_iterate(F, H, Q, R, P0, n_steps):
+    _dare(F.T, H.T, Q, R)
+    P, out_P, out_K = np.asarray(P0, dtype=float), [], []
+    for _ in range(n_steps):
+        P = F @ P @ F.T + Q
+        K = np.linalg.solve(H @ P @ H.T + R, H @ P).T
+        out_P.append(P)
+        out_K.append(K)
+        P = P - K @ H @ P
+    return np.array(out_P), np.array(out_K)
+
+importlib.reload(scipy.linalg._solvers)
+''',
+    # (c): the private function that does the work in recent scipy versions
+    "steady_gain": '''
+import scipy.linalg._solvers as _solvers
+
+def steady_gain(F, H, Q, R, tol=1e-10):
+    solve = getattr(_solvers, "_solve_discrete_are", None) or _solvers.solve_discrete_are
+    args = (F.T, H.T, Q, R) + ((None, None, True) if solve is not _solvers.solve_discrete_are else ())
+    P = solve(*args)
+    return P, np.linalg.solve(H @ P @ H.T + R, H @ P).T
+''',
+    # (d): the DARE solver where the exercise allows it (as tests/submissions' alternative.py)
+    "ewma": '''
+def ewma_weight(q, r):
+    P = scipy.linalg.solve_discrete_are(np.ones((1, 1)), np.ones((1, 1)), np.array([[q]]),
+                                        np.array([[r]]))[0, 0]
+    return P / (P + r)
+
+
+def steady_filter(y, q, r, x0):
+    a, x, level = ewma_weight(q, r), [], x0
+    for obs in y:
+        level = (1 - a) * level + a * obs
+        x.append(level)
+    return np.array(x)
+''',
+}
+
+
+def test_ps03_dare_is_switched_off_only_where_the_hidden_tests_do(tmp_path):
+    """scipy.linalg.solve_discrete_are is a tripwire in (a)-(c) -- called, captured before,
+    through its private implementation, or brought back by reloading its module -- and
+    allowed in (d), as in the notebook's hidden tests."""
+    name = "ps03-gain"
+    a = course.load_assignment(ROOT, name)
+    s = spec.load(name)
+    mode, _ = sandbox.detect()
+    checker = trusted.TrustedChecker(a, s, tmp_path / "work",
+                                     trusted.Settings(isolation=mode, cell_timeout=20, call_timeout=20))
+    assert len(checker.groups) == 4 and any(g.block for g in checker.groups)
+    src = nbformat.read(ROOT / "solutions" / name / f"{a.notebook}.ipynb", 4)
+    correct = {course.nbgrader_meta(c)["grade_id"]: "\n".join(
+        ln for ln in c.source.splitlines() if ln.strip() not in gc.SOLUTION_MARKERS)
+        for c in src.cells if course.is_answer(course.nbgrader_meta(c))}
+
+    nb = nbformat.from_dict(json.loads(json.dumps(a.release)))
+    for cell in nb.cells:
+        meta = course.nbgrader_meta(cell)
+        if course.is_answer(meta):
+            cell.source = {**correct, **PS03_DARE_TRICKS}[meta["grade_id"]]
+    d = tmp_path / "subs" / "tricks"
+    d.mkdir(parents=True)
+    nbformat.write(nb, d / f"{a.notebook}.ipynb")
+    res = checker.check(course.read_submission(d, a, "tricks"))
+    assert not res.error, res.error
+    full = {gid: part.points for gid, part in a.parts.items()}
+    assert {g: p.points for g, p in res.parts.items()} == {**full, "ll_steady": 0.0, "riccati": 0.0,
+                                                           "steady_gain": 0.0}
+    flagged = {f[1].split(":")[0] for f in res.flags if f[0] == "reference-call"}
+    assert flagged == {"part ll_steady", "part riccati", "part steady_gain"}, res.flags
+    assert all("switched off while grading" in res.parts[g].summary
+               for g in ("ll_steady", "riccati", "steady_gain"))
+    assert any("cannot be loaded again" in n for n in res.notes), res.notes
