@@ -110,17 +110,19 @@ def riccati_path(model, k: int) -> _Path:
     for a time-invariant model observed at every step; one series, plain 2-D
     arrays. The same equations as :func:`kflib.kalman_filter`, Joseph form."""
     F, H, Q, R = model.F, model.H, model.Q, model.R
+    Ft, Ht = F.T.copy(), H.T.copy()
     n, m = model.n, model.m
     out = _Path(k, n, m)
     P = model.P0
     eye = np.eye(n)
     for t in range(k):
         # P = F P F' + Q;  S = H P H' + R;  K = P H' S^{-1}
-        P = F @ P @ F.T + Q
+        P = F @ P @ Ft + Q
         P = 0.5 * (P + P.T)
-        S = H @ P @ H.T + R
+        PHt = P @ Ht
+        S = H @ PHt + R
         S = 0.5 * (S + S.T)
-        K = np.linalg.solve(S, H @ P).T
+        K = PHt / S[0, 0] if m == 1 else np.linalg.solve(S, PHt.T).T
         out.P_pred[t], out.S[t], out.K[t] = P, S, K
         # P = (I - K H) P (I - K H)' + K R K'
         A = eye - K @ H
