@@ -11,8 +11,6 @@ records {"case", "library", "metric", "value", "unit"}.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 import warnings
@@ -24,8 +22,10 @@ from kflib import LinearGaussianSSM, em, kalman_filter, models, rts_smoother, si
 from kflib.fast import fast_filter, fast_smoother
 from kflib.scan import scan_filter, scan_smoother
 
+import records
+
 ROOT = Path(__file__).resolve().parent.parent
-RECORDS: list[dict] = []
+RECORDS: list[dict] = [records.machine_record()]
 
 
 def median_time(fn, repeats):
@@ -38,8 +38,7 @@ def median_time(fn, repeats):
 
 
 def record(case, library, metric, value, unit):
-    RECORDS.append(dict(case=case, library=library, metric=metric, value=float(value),
-                        unit=unit))
+    RECORDS.append(records.record(case, library, metric, value, unit))
 
 
 def statsmodels_filter(model, y, smooth=False):
@@ -148,8 +147,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     quick = args.quick
     rep = 3 if quick else 7
-    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, "
-          f"python {platform.python_version()}, numpy {np.__version__}")
+    print(records.machine())
 
     cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
     T = 20_000 if quick else 100_000
@@ -241,11 +239,7 @@ def main(argv=None):
         "pykalman": (pykalman_em, 1, 1.0),
     })
 
-    out = ROOT / "_build" / "bench.json"
-    out.parent.mkdir(exist_ok=True)
-    old = json.loads(out.read_text()) if out.exists() else []
-    keep = [r for r in old if r.get("case") not in {r2["case"] for r2 in RECORDS}]
-    out.write_text(json.dumps(keep + RECORDS, indent=1))
+    out = records.write(RECORDS)
     print(f"\nwrote {len(RECORDS)} records to {out.relative_to(ROOT)}")
 
 
