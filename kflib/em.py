@@ -9,8 +9,8 @@ import numpy as np
 
 from ._checks import check_positive_int
 from ._inputs import as_controls, as_observations, at, check_model
-from .filter import _sym, _T, kalman_filter
-from .smoother import rts_smoother
+from .fast import fast_filter, fast_smoother
+from .filter import _sym, _T
 
 __all__ = ["em", "EMResult", "ConvergenceWarning"]
 
@@ -57,9 +57,14 @@ def _second_moments_obs(model, y, xs, Ps):
     R_mm - R_mo R_oo^{-1} R_om.
     """
     m = model.m
-    total = np.zeros((m, m))
     nb, T, _ = y.shape
     observed = ~np.isnan(y)
+    if model.H.ndim == 2 and observed.all():
+        # everything observed, H constant: sum of e e' + H P H' in one go
+        H = model.H
+        e = (y - xs @ H.T).reshape(-1, m)
+        return e.T @ e + H @ Ps.reshape(-1, *Ps.shape[-2:]).sum(0) @ H.T
+    total = np.zeros((m, m))
     for t in range(T):
         H, R = at(model.H, t), at(model.R, t)
         Hx = xs[:, t] @ H.T                                     # (nb, m)
@@ -154,11 +159,11 @@ def em(y, model, n_iter: int = 100, tol: float = 1e-6, learn=("Q", "R"), u=None,
     converged = False
     it = 0
     try:
-        filt = kalman_filter(model, y3, u=u3)
+        filt = fast_filter(model, y3, u=u3)
         history.append(float(np.sum(filt.loglik)))
         for it in range(1, n_iter + 1):
             model = _m_step(model, y3, u3, filt, learn)
-            filt = kalman_filter(model, y3, u=u3)
+            filt = fast_filter(model, y3, u=u3)
             history.append(float(np.sum(filt.loglik)))
             change = history[-1] - history[-2]
             if bar is not None:
@@ -181,7 +186,7 @@ def em(y, model, n_iter: int = 100, tol: float = 1e-6, learn=("Q", "R"), u=None,
 
 
 def _m_step(model, y, u, filt, learn):
-    smooth = rts_smoother(model, filt)
+    smooth = fast_smoother(model, filt)
     xs, Ps, L = smooth.x_smooth, smooth.P_smooth, smooth.P_lag1     # (nb, T, ...)
     x0s, P0s = smooth.x0_smooth, smooth.P0_smooth
     nb, T, n = xs.shape

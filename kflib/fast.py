@@ -143,8 +143,10 @@ def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
         z = nu @ Linv.T
         quad = (z * z).sum(-1)
         return -0.5 * (nu.shape[-2] * (m * LOG_2PI + logdet[0]) + quad.sum(-1))
-    w = np.linalg.solve(S, np.moveaxis(nu, 0, -1))                           # (N, m, Bt)
-    quad = np.einsum("btm,tmb->bt", nu, w)
+    # nu' S^{-1} nu with S^{-1} = L^{-T} L^{-1}: one small inverse per step
+    Linv = np.linalg.inv(L)                                                  # (N, m, m)
+    z = np.einsum("tij,btj->bti", Linv, nu)
+    quad = (z * z).sum(-1)
     return -0.5 * ((m * LOG_2PI + logdet).sum() + quad.sum(-1))
 
 
@@ -182,19 +184,27 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
 
     # Means for steps 0..ks with the time-varying gains, all series at once:
     # x_pred = F x + B u, nu = y - H x_pred, x_filt = x_pred + K_t nu
+    # The loop works on (n, batch) blocks, time first, so that every product
+    # is one small-by-wide matrix product and every store is contiguous.
+    head_pred, head_filt = np.empty((ks + 1, n, nb)), np.empty((ks + 1, n, nb))
+    head_nu = np.empty((ks + 1, m, nb))
+    y_tm = np.ascontiguousarray(np.moveaxis(y3[:, :ks + 1], 0, -1))          # (ks+1, m, nb)
+    u_tm = None if u3 is None else np.ascontiguousarray(np.moveaxis(u3[:, :ks + 1], 0, -1))
+    x = np.repeat(model.x0[:, None], nb, axis=1)                             # (n, nb)
+    for t in range(ks + 1):
+        x = F @ x
+        if u_tm is not None:
+            x = x + model.B @ u_tm[t]
+        head_pred[t] = x
+        nu = np.subtract(y_tm[t], H @ x, out=head_nu[t])
+        x = x + head.K[t] @ nu
+        head_filt[t] = x
     x_pred = np.empty((nb, T, n))
     x_filt = np.empty((nb, T, n))
     innov = np.empty((nb, T, m))
-    x = np.broadcast_to(model.x0, (nb, n))
-    for t in range(ks + 1):
-        x = x @ F.T
-        if u3 is not None:
-            x = x + u3[:, t] @ model.B.T
-        x_pred[:, t] = x
-        nu = y3[:, t] - x @ H.T
-        innov[:, t] = nu
-        x = x + nu @ head.K[t].T
-        x_filt[:, t] = x
+    x_pred[:, :ks + 1] = head_pred.transpose(2, 0, 1)
+    x_filt[:, :ks + 1] = head_filt.transpose(2, 0, 1)
+    innov[:, :ks + 1] = head_nu.transpose(2, 0, 1)
     loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
 
     Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
@@ -256,25 +266,26 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
         xf, xp = xf[None], xp[None]
     nb = xf.shape[0]
 
-    # Covariances and gains do not depend on y: exact backward pass on them
+    # Covariances and gains do not depend on y: exact backward pass on them.
+    # On [ks, T-2] the gain is constant and P_{k|T} converges (backwards) to a
+    # fixed point; once it stops changing it stays, so the rest is filled in.
     Ps = np.empty((T, n, n))
     G_all = np.empty((T, n, n))
     Ps[-1] = Pf_all[-1]
-    Pf_s, Pp_s = Pf_all[ks], Pp_all[ks]
-    G_s = _gain(Pf_s, F, Pp_s)
-    settled = None
-    for k in range(T - 2, -2, -1):
+    G_s = _gain(Pf_all[ks], F, Pp_all[ks])
+    G_all[ks + 1:] = G_s
+    for k in range(T - 2, ks - 1, -1):
+        P_s = _sym(Pf_all[k] + G_s @ (Ps[k + 1] - Pp_all[k + 1]) @ G_s.T)
+        Ps[k] = P_s
+        if np.abs(P_s - Ps[k + 1]).max() <= rtol * np.abs(P_s).max():
+            Ps[ks:k] = P_s
+            break
+    for k in range(ks - 1, -2, -1):
         P_k = Pf_all[k] if k >= 0 else model.P0
-        G = G_s if k >= ks else _gain(P_k, F, Pp_all[k + 1])
-        if settled is not None and k >= ks:
-            Ps[k] = Ps[k + 1]
-            G_all[k + 1] = G
-            continue
+        G = _gain(P_k, F, Pp_all[k + 1])
         P_s = _sym(P_k + G @ (Ps[k + 1] - Pp_all[k + 1]) @ G.T)
         G_all[k + 1] = G
         if k >= 0:
-            if settled is None and k >= ks and np.abs(P_s - Ps[k + 1]).max() <= rtol * np.abs(P_s).max():
-                settled = k
             Ps[k] = P_s
         else:
             P0s = P_s

@@ -31,18 +31,22 @@ def test_linear_recursion_matches_a_loop(rng, block):
                                rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["cv", "random-3-2", "controls", "batch"])
+@pytest.mark.parametrize("case", ["cv", "random-3-2", "controls", "batch", "batch-controls",
+                                  "short-batch"])
 def test_fast_filter_and_smoother_equal_the_reference(case, rng):
-    T = 1500
+    T = 90 if case == "short-batch" else 1500
     u = None
     if case == "cv":
         model = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
-    elif case == "controls":
+    elif case in ("controls", "batch-controls"):
         model = random_model(rng, 2, 1, r=1)
         u = rng.standard_normal((T, 1))
     else:
         model = random_model(rng, 3, 2)
-    if case == "batch":
+    if case == "batch-controls":
+        u = rng.standard_normal((5, T, 1))
+        y = np.stack([simulate(model, T, rng=rng, u=u[i])[1] for i in range(5)])
+    elif "batch" in case:
         y = np.stack([simulate(model, T, rng=rng)[1] for _ in range(4)])
     else:
         y = simulate(model, T, rng=rng, u=u)[1]
