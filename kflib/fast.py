@@ -186,8 +186,9 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     # x_pred = F x + B u, nu = y - H x_pred, x_filt = x_pred + K_t nu
     # The loop works on (n, batch) blocks, time first, so that every product
     # is one small-by-wide matrix product and every store is contiguous.
-    head_pred, head_filt = np.empty((ks + 1, n, nb)), np.empty((ks + 1, n, nb))
-    head_nu = np.empty((ks + 1, m, nb))
+    # The outputs are views (batch, T, n) of these time-major buffers.
+    pred_tm, filt_tm, nu_tm = np.empty((T, n, nb)), np.empty((T, n, nb)), np.empty((T, m, nb))
+    x_pred, x_filt, innov = (a.transpose(2, 0, 1) for a in (pred_tm, filt_tm, nu_tm))
     y_tm = np.ascontiguousarray(np.moveaxis(y3[:, :ks + 1], 0, -1))          # (ks+1, m, nb)
     u_tm = None if u3 is None else np.ascontiguousarray(np.moveaxis(u3[:, :ks + 1], 0, -1))
     x = np.repeat(model.x0[:, None], nb, axis=1)                             # (n, nb)
@@ -195,16 +196,10 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
         x = F @ x
         if u_tm is not None:
             x = x + model.B @ u_tm[t]
-        head_pred[t] = x
-        nu = np.subtract(y_tm[t], H @ x, out=head_nu[t])
+        pred_tm[t] = x
+        nu = np.subtract(y_tm[t], H @ x, out=nu_tm[t])
         x = x + head.K[t] @ nu
-        head_filt[t] = x
-    x_pred = np.empty((nb, T, n))
-    x_filt = np.empty((nb, T, n))
-    innov = np.empty((nb, T, m))
-    x_pred[:, :ks + 1] = head_pred.transpose(2, 0, 1)
-    x_filt[:, :ks + 1] = head_filt.transpose(2, 0, 1)
-    innov[:, :ks + 1] = head_nu.transpose(2, 0, 1)
+        filt_tm[t] = x
     loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
 
     Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
