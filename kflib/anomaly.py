@@ -33,7 +33,7 @@ import scipy.stats
 
 from ._checks import as_float_array, check_positive_int, shape_str
 from ._inputs import as_controls, as_observations, at, check_model
-from .filter import (LOG_2PI, FilterResult, FilterSteps, _sym, _T, gaussian_update,
+from .filter import (FilterResult, FilterSteps, _sym, _T, gaussian_update,
                      mask_missing, predict_step)
 
 __all__ = ["nis", "chi2_gate", "flag_anomalies", "windowed_nis", "nees",

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest_book import (REPO, browser, built_book, in_ci, page_path,  # noqa: F401
+from conftest_book import (REPO, browser, built_book, page_path,  # noqa: F401
                            server, toc_docnames)
 
 DOCNAME = "book/03-gain"
