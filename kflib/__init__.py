@@ -10,17 +10,21 @@ models -- simulation, the Kalman filter, the RTS smoother and the steady state.
     >>> smooth = rts_smoother(model, filt)
 """
 
-from . import anomaly, models, nonlinear, structural
+from . import anomaly, diffuse, models, nonlinear, structural
+from .diffuse import DiffuseFilterResult
+from .disturbance import DisturbanceResult, disturbance_smoother
 from .em import ConvergenceWarning, EMResult, em
 from .filter import FilterResult, kalman_filter
+from .forecast import ForecastResult, forecast
 from .model import LinearGaussianSSM
 from .simulate import simulate
 from .smoother import SmootherResult, rts_smoother
 from .steady_state import steady_state
 
 __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
-           "steady_state", "em", "FilterResult", "SmootherResult", "EMResult",
-           "ConvergenceWarning", "models", "nonlinear", "structural", "anomaly"]
+           "steady_state", "em", "forecast", "disturbance_smoother", "FilterResult",
+           "DiffuseFilterResult", "SmootherResult", "ForecastResult", "DisturbanceResult", "EMResult", "ConvergenceWarning", "models",
+           "nonlinear", "structural", "anomaly", "diffuse"]
 __version__ = "0.1.0"
 
 

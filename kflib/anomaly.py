@@ -117,6 +117,14 @@ def nis(filt, *, return_dof: bool = False):
     """
     filt = _check_filt(filt)
     value, dof = _masked_nis(filt.innovations, filt.S)
+    n_diffuse = getattr(filt, "n_diffuse", None)
+    if n_diffuse is not None:
+        # During an exact diffuse start S holds only the finite part F_star of
+        # an infinite innovation variance: those steps carry no NIS.
+        steps = np.arange(value.shape[-1])
+        diffuse = steps < np.asarray(n_diffuse)[..., None]
+        value = np.where(diffuse, np.nan, value)
+        dof = np.where(diffuse, 0, dof)
     return (value, dof) if return_dof else value
 
 
@@ -371,6 +379,10 @@ def robust_filter(model, y, alpha=0.01, mode: str = "skip", u=None, max_skips=No
             raise TypeError(f"max_skips must be an int or None; got {type(max_skips).__name__}")
         if max_skips < 0:
             raise ValueError(f"max_skips must be non-negative; got {max_skips}")
+    if model.x0 is None:
+        raise ValueError("robust_filter needs a model started at time 0 (x0, P0); this model "
+                         f"has a {model.initialization!r} start (a1/P1 or diffuse), which only "
+                         "kalman_filter supports")
     y, batched = as_observations(model, y)
     nb, T, m = y.shape
     n = model.n

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, check_real, freeze_arrays
 from ._inputs import as_controls, as_observations, at, check_model
 from .fast import fast_filter, fast_smoother
 from .filter import _sym, _T
@@ -41,6 +41,9 @@ class EMResult:
     loglik_history: np.ndarray
     converged: bool
     n_iter: int
+
+    def __post_init__(self):
+        freeze_arrays(self)
 
     @property
     def loglik(self) -> float:
@@ -132,7 +135,8 @@ def em(y, model, n_iter: int = 100, tol: float = 1e-6, learn=("Q", "R"), u=None,
     """
     model = check_model(model)
     n_iter = check_positive_int(n_iter, "n_iter")
-    if not np.isfinite(tol) or tol < 0:
+    tol = check_real(tol, "tol")
+    if tol < 0:
         raise ValueError(f"tol must be a non-negative number; got {tol}")
     if isinstance(learn, str):
         learn = (learn,)

@@ -17,7 +17,8 @@ the results equal :func:`kflib.kalman_filter`'s to about 1e-12.
 
 Missing values and time-varying matrices go to the parallel-in-time
 associative scan of :mod:`kflib.scan` instead, which is vectorised over time
-whatever the covariances do. The sequential :func:`kflib.kalman_filter` stays
+whatever the covariances do; so do long series whose covariances have not
+settled within an eighth of their length (Q = 0: they never do). The sequential :func:`kflib.kalman_filter` stays
 the readable reference.
 """
 
@@ -26,14 +27,23 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from ._checks import check_real
 from ._inputs import as_controls, as_observations, check_model
-from .filter import LOG_2PI, FilterResult, _sym, _T
+from .diffuse import exact_filter, exact_smoother
+from .filter import (CANCEL_RATIO, LOG_2PI, FilterResult, _sym, _T, require_finite,
+                     require_finite_result, singular_innovation)
+from .model import intercepts_as_inputs
 from .scan import scan_filter, scan_smoother
-from .smoother import SmootherResult, _gain, rts_smoother
+from .smoother import SmootherResult, _backward_cov, _gain, _smoothed_cov, rts_smoother
 
 __all__ = ["linear_recursion", "riccati_path", "fast_filter", "fast_smoother"]
 
 BLOCK = 64
+# Largest accepted ``rtol`` for "the covariances have settled": a looser one
+# would freeze the gain while it still changes, a visibly wrong answer.
+RTOL_MAX = 1e-6
+# Series longer than this whose covariances do not settle go to the scan.
+SCAN_ABOVE = 1024
 
 
 def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
@@ -108,28 +118,68 @@ class _Path:
 def riccati_path(model, k: int) -> _Path:
     """The filter's covariance recursion alone (it does not depend on the data),
     for a time-invariant model observed at every step; one series, plain 2-D
-    arrays. The same equations as :func:`kflib.kalman_filter`, Joseph form."""
+    arrays. The same equations as :func:`kflib.kalman_filter`, Joseph form;
+    an update that shrinks a variance by a large factor is computed from the
+    previous filtered covariance (:func:`kflib.filter.update_from_factors`
+    with Phi = F, W = Q)."""
     F, H, Q, R = model.F, model.H, model.Q, model.R
     Ft, Ht = F.T.copy(), H.T.copy()
     n, m = model.n, model.m
     out = _Path(k, n, m)
     P = model.P0
     eye = np.eye(n)
+    HF = H @ F
+    HFt, QHt = HF.T.copy(), Q @ Ht
+    HQHt_R = H @ QHt + R
     for t in range(k):
         # P = F P F' + Q;  S = H P H' + R;  K = P H' S^{-1}
+        P_prev = P
         P = F @ P @ Ft + Q
         P = 0.5 * (P + P.T)
-        PHt = P @ Ht
-        S = H @ PHt + R
-        S = 0.5 * (S + S.T)
-        K = PHt / S[0, 0] if m == 1 else np.linalg.solve(S, PHt.T).T
+        for factored in (False, True):
+            if factored:
+                # P_pred H' = F P_prev (H F)' + Q H';  S = (H F) P_prev (H F)' + H Q H' + R
+                PHFt = P_prev @ HFt
+                PHt = F @ PHFt + QHt
+                S = HF @ PHFt + HQHt_R
+            else:
+                PHt = P @ Ht
+                S = H @ PHt + R
+            S = 0.5 * (S + S.T)
+            if not (S[0, 0] > 0.0 if m == 1 else _is_positive_definite(S)):
+                out.P_pred[t] = P
+                _require_finite_path(out.P_pred[:t + 1])
+                raise singular_innovation(t)
+            K = PHt / S[0, 0] if m == 1 else np.linalg.solve(S, PHt.T).T
+            # P = (I - K H) P (I - K H)' + K R K'
+            A = eye - K @ H
+            if factored:          # with P = F P_prev F' + Q, not rounded first
+                AF = A @ F
+                P_new = AF @ P_prev @ AF.T + A @ Q @ A.T + K @ R @ K.T
+            else:
+                P_new = A @ P @ A.T + K @ R @ K.T
+            if factored or not (P.ravel()[::n + 1] > CANCEL_RATIO * P_new.ravel()[::n + 1]).any():
+                break
         out.P_pred[t], out.S[t], out.K[t] = P, S, K
-        # P = (I - K H) P (I - K H)' + K R K'
-        A = eye - K @ H
-        P = A @ P @ A.T + K @ R @ K.T
-        P = 0.5 * (P + P.T)
+        P = 0.5 * (P_new + P_new.T)
         out.P_filt[t] = P
+    _require_finite_path(out.P_pred)
     return out
+
+
+def _require_finite_path(P_pred: np.ndarray) -> None:
+    """An error naming the first step whose P(t|t-1) overflowed, if one did."""
+    bad = np.flatnonzero(~np.isfinite(P_pred).all(axis=(1, 2)))
+    if bad.size:
+        require_finite(int(bad[0]), "the predicted covariance P(t|t-1) = F P F' + Q", np.nan)
+
+
+def _is_positive_definite(S: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
@@ -150,6 +200,7 @@ def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
     return -0.5 * ((m * LOG_2PI + logdet).sum() + quad.sum(-1))
 
 
+@np.errstate(over="ignore", invalid="ignore")    # overflow is checked, and named
 def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     """Same result as :func:`kflib.kalman_filter`, faster on long series.
 
@@ -161,6 +212,10 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     :func:`kflib.scan.scan_filter`.
     """
     model = check_model(model)
+    rtol = check_real(rtol, "rtol", low=0.0, high=RTOL_MAX)
+    if model.x0 is None:           # a start at time 1: the exact initial filter
+        return exact_filter(model, y, u)
+    model, y, u = intercepts_as_inputs(model, y, u)
     y3, batched = as_observations(model, y)
     nb, T, m = y3.shape
     u3 = as_controls(model, u, nb, T, batched)
@@ -171,12 +226,17 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
 
     # The covariance path does not depend on y: run the exact filter on zeros
     # (one series) until P_pred stops changing, doubling the prefix if needed.
+    # A sequential step costs about ten scan steps: when the covariances have
+    # not settled within a share of a long series (Q = 0: they never do), the
+    # associative scan is faster.
     k = min(T, 128)
     while True:
         head = riccati_path(model, k)
         ks = _steady_index(head.P_pred, rtol) if k > 1 else None
         if (ks is not None and ks < k - 1) or k == T:
             break
+        if T > SCAN_ABOVE and 2 * k > T // 8:
+            return scan_filter(model, y, u=u)
         k = min(T, 2 * k)
     if ks is None:
         ks = T - 1                       # never settles: the gains vary to the end
@@ -228,6 +288,7 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     out = dict(x_pred=x_pred, P_pred=cov(head.P_pred, Pp, (n, n)), x_filt=x_filt,
                P_filt=cov(head.P_filt, Pf, (n, n)), innovations=innov,
                S=cov(head.S, S, (m, m)), K=cov(head.K, K, (n, m)))
+    require_finite_result(out, ~np.isnan(y3), loglik)
     if not batched:
         return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
     return FilterResult(**out, loglik=np.asarray(loglik))
@@ -243,6 +304,9 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     covariances do not settle, and :func:`kflib.scan.scan_smoother` is used.
     """
     model = check_model(model)
+    rtol = check_real(rtol, "rtol", low=0.0, high=RTOL_MAX)
+    if model.x0 is None:           # a start at time 1: the exact initial smoother
+        return exact_smoother(model, filt)
     if model.time_varying or np.isnan(filt.innovations).any():
         return scan_smoother(model, filt)
     batched = filt.x_filt.ndim == 3
@@ -251,8 +315,10 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     if batched and not (np.array_equal(filt.P_pred, np.broadcast_to(filt.P_pred[:1], filt.P_pred.shape))):
         return rts_smoother(model, filt)
     ks = _steady_index(Pp_all, rtol) if T > 2 else None
-    if ks is None or ks >= T - 3:
-        return rts_smoother(model, filt)
+    if ks is None or ks >= T - 3 or (T > SCAN_ABOVE and ks > T // 8):
+        # the covariances do not settle (soon enough): one sequential step
+        # costs about ten scan steps
+        return scan_smoother(model, filt) if T > SCAN_ABOVE else rts_smoother(model, filt)
     n = model.n
     F = model.F
     xf, Pf_all = filt.x_filt, filt.P_filt if not batched else filt.P_filt[0]
@@ -267,18 +333,21 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     Ps = np.empty((T, n, n))
     G_all = np.empty((T, n, n))
     Ps[-1] = Pf_all[-1]
-    G_s = _gain(Pf_all[ks], F, Pp_all[ks])
+    G_s = _gain(Pf_all[ks], F, Pp_all[ks], model.Q)
     G_all[ks + 1:] = G_s
+    Q = model.Q
+    # P_{k|T} = L + G P_{k+1|T} G' with L = P_{k|k} - G P_{k+1|k} G' (Joseph form)
+    L_s = _backward_cov(Pf_all[ks], F, Q, G_s)
     for k in range(T - 2, ks - 1, -1):
-        P_s = _sym(Pf_all[k] + G_s @ (Ps[k + 1] - Pp_all[k + 1]) @ G_s.T)
+        P_s = _sym(L_s + G_s @ Ps[k + 1] @ G_s.T)
         Ps[k] = P_s
         if np.abs(P_s - Ps[k + 1]).max() <= rtol * np.abs(P_s).max():
             Ps[ks:k] = P_s
             break
     for k in range(ks - 1, -2, -1):
         P_k = Pf_all[k] if k >= 0 else model.P0
-        G = _gain(P_k, F, Pp_all[k + 1])
-        P_s = _sym(P_k + G @ (Ps[k + 1] - Pp_all[k + 1]) @ G.T)
+        G = _gain(P_k, F, Pp_all[k + 1], model.Q)
+        P_s = _smoothed_cov(P_k, F, Q, G, Ps[k + 1])
         G_all[k + 1] = G
         if k >= 0:
             Ps[k] = P_s

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import freeze_arrays
 from ._inputs import as_controls, as_observations, at, check_model
 
 __all__ = ["FilterResult", "kalman_filter", "predict_step", "gaussian_update"]
@@ -55,7 +56,11 @@ class FilterResult:
     K: np.ndarray
     loglik: float | np.ndarray
 
+    def __post_init__(self):
+        freeze_arrays(self)      # results are read-only, whichever path made them
 
+
+@np.errstate(over="ignore", invalid="ignore")    # overflow is checked, and named, below
 def kalman_filter(model, y, u=None) -> FilterResult:
     r"""Filter observations ``y`` through a linear-Gaussian state-space model.
 
@@ -68,7 +73,16 @@ def kalman_filter(model, y, u=None) -> FilterResult:
         K_t &= P_{t|t-1} H' S_t^{-1},       & x_{t|t} &= x_{t|t-1} + K_t \nu_t \\
         P_{t|t} &= (I - K_t H) P_{t|t-1} (I - K_t H)' + K_t R K_t'
 
+    (an update that shrinks a variance by a large factor is computed from the
+    last filtered covariance and the steps since, without rounding
+    P_{t|t-1} first: :func:`update_from_factors`)
+
     and :math:`\log L = -\tfrac12 \sum_t (m_t \log 2\pi + \log|S_t| + \nu_t' S_t^{-1} \nu_t)`.
+
+    With intercepts, ``x_{t|t-1}`` adds ``c_t`` and ``nu_t`` subtracts ``d_t``. A
+    model started at time 1 (``a1, P1`` or an exact diffuse start) is filtered
+    by :func:`kflib.diffuse.exact_filter`, which returns a
+    :class:`kflib.DiffuseFilterResult` for a diffuse start.
 
     Parameters
     ----------
@@ -84,6 +98,9 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     FilterResult
     """
     model = check_model(model)
+    if model.x0 is None:           # a start at time 1 (a1, P1 or exact diffuse)
+        from .diffuse import exact_filter
+        return exact_filter(model, y, u)
     y, batched = as_observations(model, y)
     nb, T, m = y.shape
     n = model.n
@@ -93,20 +110,45 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     observed = ~np.isnan(y)
     x = np.broadcast_to(model.x0, (nb, n))
     P = np.broadcast_to(model.P0, (nb, n, n))
+    # The update works from the last filtered covariance P_u and the steps
+    # since: P_{t|t-1} = Phi P_u Phi' + W (see update_from_factors)
+    P_u = P
+    fresh = True        # every series updated at the step before: Phi = F, W = Q
 
     for t in range(T):
-        H, R = at(model.H, t), at(model.R, t)
+        F, H, R, Q = at(model.F, t), at(model.H, t), at(model.R, t), at(model.Q, t)
         x, P, nu, S = predict_step(model, t, x, P, y[:, t], None if u is None else u[:, t])
         out.predicted(t, x, P, nu, S)
+        if fresh:
+            Phi, W = F, Q
+        else:
+            Phi = F @ Phi
+            W = _sym(F @ W @ F.T + Q)
 
         obs = observed[:, t]
         if not obs.any():                      # nothing observed: pure prediction
             out.filtered(t, x, P)
+            fresh = False
             continue
-        x, P, K, ll = gaussian_update(x, P, nu, H, R, obs, t)
+        x_new, P_new, K, ll = gaussian_update(x, P, nu, H, R, obs, t)
+        if _cancels(P, P_new):
+            # the update leaves far less variance than P_{t|t-1} holds, which
+            # rounding P_{t|t-1} may have lost: update from the factors instead
+            x_new, P_new, K, ll = update_from_factors(x, Phi, P_u, W, nu, H, R, obs, t)
+        x, P = x_new, P_new
         out.filtered(t, x, P, K)
         out.loglik += ll
+        # series that observed something restart the factors from P_{t|t}
+        seen = obs.any(-1)
+        fresh = bool(seen.all())
+        if fresh:
+            P_u = P
+        else:
+            P_u = np.where(seen[:, None, None], P, P_u)
+            Phi = np.where(seen[:, None, None], np.eye(n), Phi)
+            W = np.where(seen[:, None, None], 0.0, W)
 
+    require_finite_result(vars(out), observed, out.loglik)
     return out.result(batched)
 
 
@@ -152,13 +194,17 @@ def predict_step(model, t, x, P, y_t, u_t=None):
     nu_t = y_t - H x_{t|t-1} (Bt, m) and S_t = H P_{t|t-1} H' + R (Bt, m, m).
     """
     F, H = at(model.F, t), at(model.H, t)
-    # Predict: x = F x + B u,  P = F P F' + Q
+    # Predict: x = F x + B u + c,  P = F P F' + Q
     x = x @ F.T
     if u_t is not None:
         x = x + u_t @ at(model.B, t).T
+    if model.c is not None:
+        x = x + at(model.c, t, 1)
     P = _sym(F @ P @ F.T + at(model.Q, t))
-    # Innovation nu = y - H x and its covariance S = H P H' + R
+    # Innovation nu = y - H x - d and its covariance S = H P H' + R
     nu = y_t - x @ H.T
+    if model.d is not None:
+        nu = nu - at(model.d, t, 1)
     S = _sym(H @ P @ H.T + at(model.R, t))
     return x, P, nu, S
 
@@ -197,11 +243,7 @@ def gaussian_update(x, P, nu, H, R, obs, t=None):
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
-        where = f" at time index {t}" if t is not None else ""
-        raise np.linalg.LinAlgError(
-            f"the innovation covariance S = H P H' + R is not positive definite{where}; "
-            "R must be positive definite wherever the predicted covariance leaves an "
-            "observed direction certain") from None
+        raise singular_innovation(t) from None
     # K' = S^{-1} H P and S^{-1} nu, in one solve
     sol = np.linalg.solve(S, np.concatenate([_T(PHt), num[..., None]], axis=-1))
     K = _T(sol[..., :n])
@@ -216,6 +258,111 @@ def gaussian_update(x, P, nu, H, R, obs, t=None):
     logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
     ll = -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
     return x, P, K, ll
+
+
+# An update that shrinks a variance by more than this factor is computed from
+# the factors of P_{t|t-1} (rounding it loses about eps times the factor).
+CANCEL_RATIO = 1e4
+
+
+def _cancels(P_pred: np.ndarray, P_filt: np.ndarray) -> bool:
+    """Whether some filtered variance is below 1 / CANCEL_RATIO of the predicted one."""
+    n = P_pred.shape[-1]
+    d_pred = P_pred.reshape(-1, n * n)[:, ::n + 1]
+    d_filt = P_filt.reshape(-1, n * n)[:, ::n + 1]
+    return bool((d_pred > CANCEL_RATIO * d_filt).any())
+
+
+def update_from_factors(x, Phi, P_u, W, nu, H, R, obs, t=None):
+    r"""The measurement update of :func:`gaussian_update`, from the factors of
+    the predicted covariance :math:`P_{t|t-1} = \Phi P_u \Phi' + W`.
+
+    ``P_u`` is the last filtered covariance (or P0), ``\Phi`` the product of
+    the transitions since and ``W`` the process noise they added. With
+    :math:`A = I - K H`, the Joseph form becomes
+
+    .. math::
+
+        P_{t|t} = (A \Phi) P_u (A \Phi)' + A W A' + K R K',
+        \quad P_{t|t-1} H' = \Phi P_u (H \Phi)' + W H',
+        \quad S = (H \Phi) P_u (H \Phi)' + H W H' + R.
+
+    In exact arithmetic this is the same update. In floating point it keeps
+    what forming P_{t|t-1} loses: a vague start (P0 = 1e16 I) mixed by F has
+    entries of 1e16 whose rounding is larger than the O(1) variances the
+    update leaves, while ``A Phi`` is small exactly in the directions where
+    P_u is large. Arguments and results as for :func:`gaussian_update`;
+    Phi, P_u, W are (Bt, n, n).
+    """
+    n = P_u.shape[-1]
+    Hm, Rm, num = mask_missing(H, R, nu, obs)
+    HPhi = Hm @ Phi
+    PuHPhit = P_u @ _T(HPhi)
+    WHt = W @ _T(Hm)
+    PHt = Phi @ PuHPhit + WHt
+    S = _sym(HPhi @ PuHPhit + Hm @ WHt + Rm)
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        raise singular_innovation(t) from None
+    sol = np.linalg.solve(S, np.concatenate([_T(PHt), num[..., None]], axis=-1))
+    K = _T(sol[..., :n])
+    Sinv_nu = sol[..., n]
+    x = x + (K @ num[..., None])[..., 0]
+    A = np.eye(n) - K @ Hm
+    APhi = A @ Phi
+    P = _sym(APhi @ P_u @ _T(APhi) + A @ W @ _T(A) + K @ Rm @ _T(K))
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+    ll = -0.5 * (obs.sum(-1) * LOG_2PI + logdet + (num * Sinv_nu).sum(-1))
+    return x, P, K, ll
+
+
+def require_finite(t, what: str, a: np.ndarray) -> None:
+    """A ValueError naming ``what`` and the time index ``t`` unless ``a`` is finite."""
+    if not np.isfinite(a).all():
+        raise ValueError(
+            f"{what} is not finite at time index {t}: float64 overflowed (or a NaN came "
+            "in from the model); the model or the data are beyond float64's range "
+            "(about 1e308), so rescale them")
+
+
+def require_finite_result(arrays: dict, observed: np.ndarray, loglik) -> None:
+    """:func:`require_finite` for a whole filter result, (Bt, T, ...) arrays:
+    names the first time index and quantity that is not finite."""
+    names = {"x_pred": "the predicted mean x(t|t-1)", "P_pred": "the predicted covariance P(t|t-1)",
+             "x_filt": "the filtered mean x(t|t)", "P_filt": "the filtered covariance P(t|t)",
+             "innovations": "the innovation nu = y - H x(t|t-1)"}
+    first = None
+    for key, what in names.items():
+        a = arrays[key]
+        if a.shape[0] > 1 and a.strides[0] == 0:     # one path shared by a batch
+            a = a[:1]
+        bad = ~np.isfinite(a)
+        if key == "innovations":
+            bad &= observed
+        bad_t = np.flatnonzero(bad.reshape(bad.shape[0], bad.shape[1], -1).any((0, 2)))
+        if bad_t.size and (first is None or bad_t[0] < first[0]):
+            first = (int(bad_t[0]), what)
+    if first is not None:
+        require_finite(first[0], first[1], np.array(np.nan))
+    if not np.isfinite(loglik).all():
+        # every moment is finite: the quadratic form nu' S^-1 nu (or log|S|) overflowed
+        S = arrays["S"]
+        d = np.diagonal(S, axis1=-2, axis2=-1)
+        nu = np.where(observed, arrays["innovations"], 0.0)
+        term = (nu * nu / np.where(observed, d, 1.0) + np.abs(np.log(np.abs(d)))).sum(-1)
+        bad_t = np.flatnonzero((~np.isfinite(term)).any(0))
+        require_finite(int(bad_t[0]) if bad_t.size else "(unknown)",
+                       "the log-likelihood term -(log|S| + nu' S^-1 nu) / 2", np.array(np.nan))
+
+
+def singular_innovation(t=None) -> np.linalg.LinAlgError:
+    """The error for an innovation covariance that is not positive definite."""
+    where = f" at time index {t}" if t is not None else ""
+    return np.linalg.LinAlgError(
+        f"the innovation covariance S = H P H' + R is not positive definite{where}; "
+        "R must be positive definite wherever the predicted covariance leaves an "
+        "observed direction certain")
 
 
 def mask_missing(H, R, nu, obs):

@@ -27,6 +27,13 @@ def _positive(value, name: str, *, allow_zero: bool = True) -> float:
     return v
 
 
+def _number(value, name: str) -> float:
+    arr = as_float_array(value, name)
+    if arr.size != 1:
+        raise ValueError(f"{name} must be a number; got an array of shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
 def local_level(q, r, x0=0.0, P0=VAGUE) -> LinearGaussianSSM:
     r"""Random walk plus noise: ``x_t = x_{t-1} + w_t``, ``y_t = x_t + v_t``.
 
@@ -39,14 +46,20 @@ def local_level(q, r, x0=0.0, P0=VAGUE) -> LinearGaussianSSM:
     """
     q, r = _positive(q, "q"), _positive(r, "r")
     return LinearGaussianSSM(F=[[1.0]], H=[[1.0]], Q=[[q]], R=[[r]],
-                             x0=[float(x0)], P0=[[float(P0)]])
+                             x0=[_number(x0, "x0")], P0=[[_number(P0, "P0")]])
 
 
 def constant_velocity(dt, q, r, x0=None, P0=None) -> LinearGaussianSSM:
-    r"""Constant-velocity (local linear trend) model with white-noise acceleration.
+    r"""Constant-velocity model with continuous white-noise acceleration.
 
     State ``(position, velocity)``; ``F = [[1, dt], [0, 1]]``, ``H = [1, 0]``,
     ``Q = q [[dt^3/3, dt^2/2], [dt^2/2, dt]]``, ``R = r``.
+
+    At ``dt = 1`` it has the ``F`` and ``H`` of the local linear trend, but not
+    its ``Q``: here one parameter ``q`` sets a correlated ``Q`` (correlation
+    ``sqrt(3)/2``), while the local linear trend gives the level and the slope
+    independent shocks with two variances, ``Q = diag(level_var, slope_var)``
+    (:func:`kflib.structural.local_linear_trend`).
 
     Parameters
     ----------

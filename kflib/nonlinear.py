@@ -19,14 +19,15 @@ from typing import Callable
 
 import numpy as np
 
-from ._checks import as_float_array, check_covariance, check_shape, shape_str
-from .filter import LOG_2PI, FilterResult, FilterSteps, _sym, _T, gaussian_update
+from ._checks import as_float_array, check_covariance, check_real, check_shape, shape_str
+from .filter import (LOG_2PI, FilterResult, FilterSteps, _sym, _T, gaussian_update,
+                     require_finite)
 from .simulate import psd_sqrt
 from .smoother import SmootherResult, _gain
 
 __all__ = ["NonlinearSSM", "ekf_filter", "ekf_smoother", "ukf_filter", "ukf_smoother",
            "numerical_jacobian", "check_jacobian", "sigma_points", "unscented_transform",
-           "torch_jacobian"]
+           "torch_jacobian", "particle_filter", "ParticleFilterResult"]
 
 
 def numerical_jacobian(fun: Callable, x, eps: float = 1e-6) -> np.ndarray:
@@ -125,6 +126,8 @@ class NonlinearSSM:
         if x0.ndim != 1:
             raise ValueError(f"x0 must have shape (n,); got {shape_str(x0.shape)}")
         n = x0.shape[0]
+        if n == 0:
+            raise ValueError("x0 must describe at least one state (n >= 1); got shape (0,)")
         P0 = np.atleast_2d(as_float_array(self.P0, "P0"))
         check_shape(P0, "P0", (n, n))
         Q = np.atleast_2d(as_float_array(self.Q, "Q"))
@@ -133,6 +136,9 @@ class NonlinearSSM:
         if R.ndim != 2 or R.shape[0] != R.shape[1]:
             raise ValueError(f"R must have shape (m, m); got {shape_str(R.shape)}")
         m = R.shape[0]
+        if m == 0:
+            raise ValueError("R must cover at least one observed component (m >= 1); "
+                             "got shape (0, 0)")
         for name, C in (("Q", Q), ("R", R), ("P0", P0)):
             check_covariance(C, name)
         fx = np.atleast_1d(np.asarray(self.f(x0.copy()), dtype=float))
@@ -230,7 +236,9 @@ def ekf_filter(model: NonlinearSSM, y) -> FilterResult:
         # Predict: x = f(x), P = F P F' + Q with F the Jacobian at the last estimate
         F = model.jac_f(x)
         x = _fx(model, x)
+        require_finite(t, "the predicted state f(x)", x)
         P = _sym(F @ P @ F.T + model.Q)
+        require_finite(t, "the predicted covariance F P F' + Q (F the Jacobian of f)", P)
         # Innovation nu = y - h(x), S = H P H' + R with H the Jacobian at the prediction
         H = model.jac_h(x)
         nu = _resid(model, y[t] - _hx(model, x))
@@ -305,13 +313,19 @@ def sigma_points(x, P, alpha: float = 1.0, beta: float = 2.0, kappa: float = 0.0
     Wm, Wc : (2n + 1,) arrays
         Weights for the mean and for the covariance.
     """
-    x = np.asarray(x, dtype=float)
+    x = as_float_array(x, "x")
+    if x.ndim != 1:
+        raise ValueError(f"x must be one state, shape (n,); got {shape_str(x.shape)}")
     n = x.shape[0]
+    P = as_float_array(P, "P")
+    check_shape(P, "P", (n, n))
+    alpha, beta, kappa = (check_real(v, k) for k, v in
+                          (("alpha", alpha), ("beta", beta), ("kappa", kappa)))
     lam = alpha**2 * (n + kappa) - n
     if n + lam <= 0:
         raise ValueError(f"alpha and kappa give n + lambda = {n + lam:.3g} <= 0; "
                          "raise alpha or kappa")
-    L = psd_sqrt((n + lam) * np.asarray(P, dtype=float))
+    L = psd_sqrt((n + lam) * P)
     X = np.vstack([x, x + L.T, x - L.T])
     Wm = np.full(2 * n + 1, 0.5 / (n + lam))
     Wc = Wm.copy()
@@ -420,3 +434,326 @@ def ukf_smoother(model: NonlinearSSM, filt: FilterResult, alpha: float = 1.0,
             return D @ np.linalg.pinv(Pp[k + 1], hermitian=True)
 
     return _backward(model, xf, Pf, xp, Pp, gain)
+
+
+# ---------------------------------------------------------------------------
+# The bootstrap particle filter
+
+
+@dataclass(frozen=True, eq=False)
+class ParticleFilterResult:
+    """What :func:`particle_filter` computes (all arrays read-only).
+
+    Attributes
+    ----------
+    x_filt : (T, n) array
+        Weighted particle means, estimates of ``E[x_t | y_{1:t}]``.
+    P_filt : (T, n, n) array
+        Weighted particle covariances ``sum_i W_i (x_i - mean)(x_i - mean)'``.
+    ess : (T,) array
+        Effective sample size ``1 / sum_i W_i^2`` of the weights at step t,
+        before any resampling at that step (between 1 and N).
+    resampled : (T,) bool array
+        Whether the particles were resampled at the end of step t.
+    loglik : float
+        Estimate of ``log p(y_{1:T})``: the sum over observed steps of the log
+        of the weighted mean of the particles' observation densities. Its
+        exponential is an unbiased estimate of the likelihood; the log itself
+        is biased low, by about half its variance.
+    particles : (N, n) array
+        The particles after the last step (after its resampling, if any).
+    weights : (N,) array
+        Their normalised weights.
+    n_particles : int
+    """
+
+    x_filt: np.ndarray
+    P_filt: np.ndarray
+    ess: np.ndarray
+    resampled: np.ndarray
+    loglik: float
+    particles: np.ndarray
+    weights: np.ndarray
+    n_particles: int
+
+    def __post_init__(self):
+        for name in ("x_filt", "P_filt", "ess", "resampled", "particles", "weights"):
+            getattr(self, name).setflags(write=False)
+
+    def __repr__(self) -> str:
+        T, n = self.x_filt.shape
+        return (f"ParticleFilterResult(T={T}, n={n}, n_particles={self.n_particles}, "
+                f"loglik={self.loglik:.6g}, resampled {int(self.resampled.sum())} times)")
+
+
+def _rowwise(fun, width):
+    """Apply a one-state function to every row of a stack."""
+    def apply(X):
+        return np.stack([np.asarray(fun(np.array(x)), dtype=float).reshape(width) for x in X])
+    return apply
+
+
+def _batch_function(name, override, model_fun, vectorized, width):
+    """The function applied to stacks of particles, and whether it was given as one."""
+    if override is not None:
+        if not callable(override):
+            raise TypeError(f"{name} must be callable or None; got {type(override).__name__}")
+        return override, True
+    if vectorized:
+        return model_fun, True
+    return _rowwise(model_fun, width), False
+
+
+def _call_batch(fun, X, name, width, t=None):
+    where = "" if t is None else f" at time index {t}"
+    out = np.asarray(fun(X), dtype=float)
+    if out.ndim == 1 and width == 1 and out.shape[0] == X.shape[0]:
+        out = out[:, None]
+    if out.shape != (X.shape[0], width):
+        raise ValueError(f"{name} applied to particles of shape {shape_str(X.shape)} must "
+                         f"return shape {shape_str((X.shape[0], width))}; got "
+                         f"{shape_str(out.shape)}{where}")
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} returned NaN or inf for some particles{where}")
+    return out
+
+
+def _agree_with_model(name, batch, model_fun, X, width):
+    """A stacked function must give, row by row, what the model's function gives."""
+    try:
+        out = batch(X)
+    except Exception as exc:  # a one-state function handed a stack fails in its own way
+        raise ValueError(f"{name} failed on a stack of particles of shape "
+                         f"{shape_str(X.shape)} ({type(exc).__name__}: {exc}); pass a "
+                         "function that maps (N, n) stacks, or vectorized=False") from exc
+    got = _call_batch(lambda _: out, X, name, width)
+    want = _rowwise(model_fun, width)(X)
+    scale = 1.0 + np.abs(want).max()
+    if not np.allclose(got, want, rtol=1e-7, atol=1e-9 * scale):
+        raise ValueError(f"{name} applied to a stack of particles disagrees with the model's "
+                         f"one-state function row by row (largest difference "
+                         f"{np.abs(got - want).max():.3g}); is it vectorised correctly?")
+
+
+def _systematic_resample(rng, W):
+    """Indices of N draws from the weights W: one uniform, N evenly spaced pointers."""
+    N = W.shape[0]
+    c = np.cumsum(W)
+    c[-1] = 1.0
+    u = (rng.random() + np.arange(N)) / N
+    return np.minimum(np.searchsorted(c, u, side="right"), N - 1)
+
+
+def particle_filter(model: NonlinearSSM, y, n_particles: int = 1000, rng=None, *,
+                    resample: str = "ess", ess_threshold: float = 0.5,
+                    vectorized: bool = False, f: Callable | None = None,
+                    h: Callable | None = None, residual: Callable | None = None,
+                    obs_logpdf: Callable | None = None,
+                    process_noise: Callable | None = None) -> ParticleFilterResult:
+    r"""Bootstrap particle filter (Gordon, Salmond & Smith 1993) with systematic resampling.
+
+    The filtering density :math:`p(x_t \mid y_{1:t})` is represented by N
+    particles :math:`x_t^{(i)}` with normalised weights :math:`W_t^{(i)}`.
+    Starting from :math:`x_0^{(i)} \sim N(x_0, P_0)`, :math:`W_0^{(i)} = 1/N`,
+    each step t = 1..T
+
+    1. propagates every particle through the model,
+       :math:`x_t^{(i)} = f(x_{t-1}^{(i)}) + w_t^{(i)}`,
+       :math:`w_t^{(i)} \sim N(0, Q)` (or ``process_noise``);
+    2. if :math:`y_t` is observed, weights it by its observation density
+       :math:`g_t^{(i)} = p(y_t \mid x_t^{(i)})` (on the log scale),
+       :math:`W_t^{(i)} \propto W_{t-1}^{(i)} g_t^{(i)}`, and adds
+       :math:`\log \sum_i W_{t-1}^{(i)} g_t^{(i)}` to the log-likelihood
+       (the log-mean-exp of the log densities right after a resampling);
+       a step whose observation is all NaN is a pure prediction and keeps the
+       weights;
+    3. records the weighted mean and covariance and the effective sample
+       size :math:`1 / \sum_i (W_t^{(i)})^2`;
+    4. resamples systematically (one uniform :math:`U`, pointers
+       :math:`(U + i)/N` on the cumulative weights) when the effective sample
+       size is below ``ess_threshold * N`` (``resample="ess"``), at every
+       step (``"always"``) or never (``"never"``, sequential importance
+       sampling), and then resets the weights to 1/N.
+
+    The product of the per-step weighted means is an unbiased estimate of the
+    likelihood :math:`p(y_{1:T})`, whichever of the resampling rules is used.
+    Every operation acts on all particles at once.
+
+    Parameters
+    ----------
+    model : NonlinearSSM
+        Supplies x0, P0, Q, R and, unless overridden, f, h and residual.
+    y : (T, m) array
+        Observations; NaN marks missing components. With the default Gaussian
+        observation density a partly observed row uses the observed
+        components (the marginal of R).
+    n_particles : int
+        Number of particles N (at least 2).
+    rng : numpy.random.Generator or int, optional
+        Source of randomness (an int seeds a new generator); the same seed
+        gives the same result.
+    resample : {"ess", "always", "never"}
+        When to resample.
+    ess_threshold : float in (0, 1]
+        With ``resample="ess"``, resample when ess < ess_threshold * N.
+    vectorized : bool
+        If True, ``model.f``, ``model.h`` and ``model.residual`` accept stacks
+        of particles: (N, n) -> (N, n), (N, n) -> (N, m) and (N, m) -> (N, m).
+        If False (the default) the model's functions are applied row by row,
+        which is correct for any model but slow for many particles.
+    f, h, residual : callable, optional
+        Stacked versions of the model's functions, (N, n) -> (N, n),
+        (N, n) -> (N, m) and (N, m) -> (N, m), used instead of ``model.f``,
+        ``model.h`` and ``model.residual``. Each stacked function is checked
+        once against the model's one-state function on a few particles; a
+        disagreement raises ``ValueError``.
+    obs_logpdf : callable, optional
+        ``obs_logpdf(y_t, y_pred) -> (N,)``: the log observation density of
+        ``y_t`` (m,) given ``y_pred = h(x_t^{(i)})`` (N, m), e.g. for
+        heavy-tailed noise. It replaces the Gaussian density with covariance R
+        (R and residual are then not used). A partly observed ``y_t`` is passed
+        with its NaNs, which the function must handle; NaN results raise.
+    process_noise : callable, optional
+        ``process_noise(rng, N) -> (N, n)``: draws of the process noise
+        :math:`w_t`, replacing :math:`N(0, Q)`. It must draw from ``rng``
+        to keep runs reproducible.
+
+    Returns
+    -------
+    ParticleFilterResult
+        ``x_filt`` (T, n), ``P_filt`` (T, n, n), ``ess`` (T,),
+        ``resampled`` (T,), ``loglik``, and the final particles and weights.
+
+    Raises
+    ------
+    ValueError
+        If every particle has zero observation density at some step (the
+        filter has lost the state; use more particles or a wider density).
+    """
+    y = _check(model, y)
+    T, m = y.shape
+    n = model.n
+    if isinstance(n_particles, (bool, np.bool_)) or not isinstance(n_particles, (int, np.integer)):
+        raise TypeError(f"n_particles must be an int; got {type(n_particles).__name__}")
+    if n_particles < 2:
+        raise ValueError(f"n_particles must be at least 2; got {n_particles}")
+    N = int(n_particles)
+    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        rng = np.random.default_rng(rng)
+    elif not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator or an int seed; got "
+                        f"{type(rng).__name__}")
+    if resample not in ("ess", "always", "never"):
+        raise ValueError(f"resample must be 'ess', 'always' or 'never'; got {resample!r}")
+    if (isinstance(ess_threshold, bool) or not isinstance(ess_threshold, (int, float, np.floating))
+            or not 0.0 < float(ess_threshold) <= 1.0):
+        raise ValueError(f"ess_threshold must be a number in (0, 1]; got {ess_threshold!r}")
+    for name, value in (("obs_logpdf", obs_logpdf), ("process_noise", process_noise)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None; got {type(value).__name__}")
+
+    if obs_logpdf is not None and residual is not None:
+        raise ValueError("residual is not used with obs_logpdf (which receives y_t and "
+                         "h(x) and forms any difference itself); pass one of them")
+    fb, f_stacked = _batch_function("f", f, model.f, vectorized, n)
+    hb, h_stacked = _batch_function("h", h, model.h, vectorized, m)
+    rb = None
+    if obs_logpdf is None:
+        if residual is not None or (vectorized and model.residual is not None):
+            rb, r_stacked = _batch_function("residual", residual, model.residual, vectorized, m)
+        elif model.residual is not None:
+            rb, r_stacked = _rowwise(model.residual, m), False
+
+    # x_0^(i) ~ N(x0, P0)
+    X = model.x0 + rng.standard_normal((N, n)) @ psd_sqrt(model.P0).T
+    probe = X[:3]
+    if f_stacked:
+        _agree_with_model("f", fb, model.f, probe, n)
+    if h_stacked:
+        _agree_with_model("h", hb, model.h, probe, m)
+    if rb is not None and r_stacked and model.residual is not None:
+        d = np.random.default_rng(0).standard_normal((3, m)) * 4.0
+        _agree_with_model("residual", rb, model.residual, d, m)
+    LQ = psd_sqrt(model.Q)
+
+    logW = np.full(N, -np.log(N))                  # normalised log-weights
+    x_filt, P_filt = np.empty((T, n)), np.empty((T, n, n))
+    ess, resampled = np.empty(T), np.zeros(T, dtype=bool)
+    loglik = 0.0
+    R_cache = {}
+    for t in range(T):
+        # 1. propagate: x_t^(i) = f(x_{t-1}^(i)) + w_t^(i)
+        if process_noise is None:
+            noise = rng.standard_normal((N, n)) @ LQ.T
+        else:
+            noise = np.asarray(process_noise(rng, N), dtype=float)
+            if noise.shape != (N, n):
+                raise ValueError(f"process_noise(rng, {N}) must return shape "
+                                 f"{shape_str((N, n))}; got {shape_str(noise.shape)}")
+            if not np.isfinite(noise).all():
+                raise ValueError(f"process_noise returned NaN or inf at time index {t}")
+        X = _call_batch(fb, X, "f", n, t) + noise
+        # 2. weight by the observation density, on the log scale
+        obs = ~np.isnan(y[t])
+        if obs.any():
+            Yp = _call_batch(hb, X, "h", m, t)
+            if obs_logpdf is None:
+                logg = _gaussian_logpdf(y[t], Yp, obs, rb, model.R, R_cache, t)
+            else:
+                logg = np.asarray(obs_logpdf(y[t].copy(), Yp), dtype=float)
+                if logg.shape != (N,):
+                    raise ValueError(f"obs_logpdf(y_t, y_pred) must return shape ({N},); "
+                                     f"got {shape_str(logg.shape)}")
+                if np.isnan(logg).any() or (logg == np.inf).any():
+                    raise ValueError(f"obs_logpdf returned NaN or +inf at time index {t}")
+            a = logW + logg
+            top = a.max()
+            if not np.isfinite(top):
+                raise ValueError(f"every particle has zero observation density at time "
+                                 f"index {t}: the filter has lost the state; use more "
+                                 "particles or a wider observation density")
+            # log sum_i W_{t-1}^(i) g_t^(i), computed without underflow
+            lse = top + np.log(np.exp(a - top).sum())
+            loglik += lse
+            logW = a - lse
+        # 3. estimates and effective sample size
+        W = np.exp(logW)
+        W /= W.sum()
+        x_filt[t] = W @ X
+        D = X - x_filt[t]
+        P_filt[t] = _sym((W[:, None] * D).T @ D)
+        ess[t] = 1.0 / np.sum(W**2)
+        # 4. resample
+        if resample == "always" or (resample == "ess" and ess[t] < ess_threshold * N):
+            X = X[_systematic_resample(rng, W)]
+            logW = np.full(N, -np.log(N))
+            resampled[t] = True
+    W = np.exp(logW)
+    return ParticleFilterResult(x_filt, P_filt, ess, resampled, float(loglik), X.copy(),
+                                W / W.sum(), N)
+
+
+def _gaussian_logpdf(y_t, Yp, obs, rb, R, cache, t):
+    """log N(y_t; h(x_i), R) over the observed components, for every particle."""
+    if rb is None:
+        d = y_t[obs] - Yp[:, obs]
+    else:
+        full = np.broadcast_to(y_t, Yp.shape) - Yp
+        d = np.asarray(rb(full), dtype=float)
+        if d.shape != Yp.shape:
+            raise ValueError(f"residual must return shape {shape_str(Yp.shape)} for a "
+                             f"stack of residuals; got {shape_str(d.shape)}")
+        d = d[:, obs]
+    key = obs.tobytes()
+    if key not in cache:
+        Ro = R[np.ix_(obs, obs)]
+        try:
+            L = np.linalg.cholesky(Ro)
+        except np.linalg.LinAlgError:
+            raise ValueError("R must be positive definite on the observed components for "
+                             "the particle filter's Gaussian observation density (time "
+                             f"index {t}); pass obs_logpdf for a degenerate one") from None
+        cache[key] = (L, obs.sum() * LOG_2PI + 2.0 * np.log(np.diag(L)).sum())
+    L, const = cache[key]
+    z = np.linalg.solve(L, d.T)                    # L^{-1} d', (m_o, N)
+    return -0.5 * (const + np.sum(z * z, axis=0))

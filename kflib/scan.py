@@ -69,6 +69,16 @@ to round-off (about 1e-14 of the largest entry on 1e5 steps). When an
 element's ``H Q H' + R`` is singular (for example ``R = 0`` and no process
 noise along an observed direction), the element algebra does not apply and
 :func:`scan_filter` runs the sequential filter instead.
+
+Accuracy on ill-conditioned models (checked against 60-digit arithmetic in
+tests/test_accuracy.py). An element's covariance is formed in the Joseph form
+``(I - K H) Q (I - K H)' + K R K'``: the form ``Q - K H Q`` cancels and
+loses digits in proportion to ``H Q H' / R`` (a vague start P0 = 1e16, a
+tiny R). After a gap, a prefix is a rounded prediction ``F P F' + Q``; when
+the next observation shrinks a variance by more than
+:data:`kflib.filter.CANCEL_RATIO` (a vague start with missing values early
+on), the sequential filter, which keeps those digits, takes the steps up to
+there and the scan continues from its state.
 """
 
 from __future__ import annotations
@@ -76,8 +86,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import as_controls, as_observations, check_model
-from .filter import LOG_2PI, FilterResult, kalman_filter
-from .smoother import SmootherResult, _gain, check_filter_result
+from .diffuse import exact_filter, exact_smoother
+from .filter import CANCEL_RATIO, LOG_2PI, FilterResult, kalman_filter, require_finite_result
+from .model import intercepts_as_inputs
+from .smoother import CHOLESKY_RTOL, SmootherResult, _gain, check_filter_result
 
 __all__ = ["scan_filter", "scan_smoother"]
 
@@ -316,9 +328,14 @@ def _element_covariances(F, Hm, Q, Rm):
     # K = Q H' S^{-1};  Z = S^{-1} H F
     K = _tr(_cho_solve(chol, HQ))
     Z = _cho_solve(chol, HF)
-    # A = (I - K H) F;  C = (I - K H) Q;  J = F' H' S^{-1} H F
-    A = F - _mm(K, HF)
-    C = _sym(Q - _mm(K, HQ))
+    # A = (I - K H) F;  J = F' H' S^{-1} H F;  C = (I - K H) Q in the Joseph form
+    # (I - K H) Q (I - K H)' + K R K': Q - K H Q cancels when H Q H' >> R (a
+    # vague start, a tiny R) and loses digits in proportion to H Q H' / R,
+    # while the Joseph form is a sum of PSD terms that is exact to first order
+    # in the rounding of K
+    IKH = _eye(F.shape[0], F.ndim - 2) - _mm(K, Hm)
+    A = _mm(IKH, F)
+    C = _sym(_mm(_mm(IKH, Q), _tr(IKH)) + _mm(_mm(K, Rm), _tr(K)))
     J = _sym(_mm(_tr(HF), Z))
     return A, C, J, K, _tr(Z)
 
@@ -375,6 +392,7 @@ def _time_first(A: np.ndarray, nb: int) -> np.ndarray:
     return out
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow: checked, named
 def scan_filter(model, y, u=None) -> FilterResult:
     """The Kalman filter by a parallel-in-time associative scan.
 
@@ -400,21 +418,103 @@ def scan_filter(model, y, u=None) -> FilterResult:
         series.
     """
     model = check_model(model)
+    if model.x0 is None:           # a start at time 1: the exact initial filter
+        return exact_filter(model, y, u)
+    model, y, u = intercepts_as_inputs(model, y, u)
     y3, batched = as_observations(model, y)
     nb, T, m = y3.shape
     u3 = as_controls(model, u, nb, T, batched)
     try:
         out, loglik = _scan_filter(model, y3, u3)
+        R_diag = np.diagonal(model.R, axis1=-2, axis2=-1)
+        cut = _vague_missing(out, ~np.isnan(y3), exact_obs=bool((R_diag <= 0).any()))
+        if cut is not None:
+            out, loglik = _sequential_head(model, y3, u3, cut)
     except _NotPositiveDefinite:
         # H Q H' + R (or S) singular: the sequential filter handles what it can
         # and raises its own error otherwise
         return kalman_filter(model, y, u=u)
+    if out is None:
+        return kalman_filter(model, y, u=u)
+    require_finite_result(out, ~np.isnan(y3), loglik)
     if not batched:
         return FilterResult(**{k: v[0] for k, v in out.items()}, loglik=float(loglik[0]))
     return FilterResult(**out, loglik=loglik)
 
 
-def _scan_filter(model, y3, u3):
+def _vague_missing(out, observed, exact_obs=False):
+    """The step after which the scan may be trusted, or None if it may throughout.
+
+    An element product starts from the prefix covariance of the step before.
+    After a step with something missing, that prefix is a prediction
+    F P F' + Q, rounded; when the next observation then shrinks a variance
+    by more than CANCEL_RATIO (a vague start, a gap early on), the digits it
+    needs were lost in that rounding, which the sequential filter keeps
+    (:func:`kflib.filter.update_from_factors`). Returns the last such step,
+    or the last of the steps right after it that shrink a variance as much.
+    """
+    Pp, Pf = out["P_pred"], out["P_filt"]
+    n = Pp.shape[-1]
+    idx = np.arange(n)
+    Pp = Pp[:1] if Pp.strides[0] == 0 else Pp
+    Pf = Pf[:1] if Pf.strides[0] == 0 else Pf
+    d_pred, d_filt = Pp[..., idx, idx], Pf[..., idx, idx]
+    shrink = d_pred > CANCEL_RATIO * d_filt
+    if exact_obs:
+        # with R singular a variance left at rounding size is an exact
+        # observation: nothing was lost
+        shrink &= d_filt > 64 * np.finfo(float).eps * d_pred
+    shrink = shrink.any(-1).any(0)                                        # (T,)
+    gap_before = np.zeros_like(shrink)
+    gap_before[1:] = (~observed[:, :-1]).any(-1).any(0)
+    risky = np.flatnonzero(shrink & gap_before)
+    if not risky.size:
+        return None
+    # and on through the steps that go on shrinking it (the start is still vague)
+    cut = int(risky[-1])
+    calm = np.flatnonzero(~shrink[cut:])
+    return cut + int(calm[0]) - 1 if calm.size else len(shrink) - 1
+
+
+def _sequential_head(model, y3, u3, cut):
+    """The sequential filter for steps 0..cut, the scan from its state for the
+    rest; (out, loglik) as :func:`_scan_filter`, or (None, None) when the
+    series of a batch leave the cut with different covariances."""
+    nb, T, m = y3.shape
+    u_head = None if u3 is None else u3[:, :cut + 1]
+    head = kalman_filter(_time_slice(model, 0, cut + 1), y3[:, :cut + 1], u=u_head)
+    if cut == T - 1:
+        tail_out, tail_ll = None, 0.0
+    else:
+        P_cut = head.P_filt[:, -1]
+        if not np.all(P_cut == P_cut[:1]):
+            return None, None
+        tail_model = _time_slice(model, cut + 1, T).replace(x0=np.zeros(model.n), P0=P_cut[0])
+        tail_out, tail_ll = _scan_filter(tail_model, y3[:, cut + 1:],
+                                         None if u3 is None else u3[:, cut + 1:],
+                                         x0=head.x_filt[:, -1])
+    out = {}
+    for key in ("x_pred", "P_pred", "x_filt", "P_filt", "innovations", "S", "K"):
+        part = np.asarray(getattr(head, key))
+        if tail_out is not None:
+            rest = tail_out[key]
+            part = np.concatenate([np.broadcast_to(part, (nb,) + part.shape[1:]),
+                                   np.broadcast_to(rest, (nb,) + rest.shape[1:])], axis=1)
+        out[key] = part
+    return out, np.asarray(head.loglik) + tail_ll
+
+
+def _time_slice(model, start, stop):
+    """The model for array indices start..stop-1 (time-varying matrices sliced)."""
+    if not model.time_varying:
+        return model
+    arrays = {k: getattr(model, k) for k in ("F", "H", "Q", "R", "B")}
+    return model.replace(**{k: A[start:stop] for k, A in arrays.items()
+                            if A is not None and A.ndim == 3})
+
+
+def _scan_filter(model, y3, u3, x0=None):
+    """The scan; ``x0`` (nb, n) overrides the model's x0 per series."""
     nb, T, m = y3.shape
     n = model.n
     F, H, Q, R = (_stack_last(model.F), _stack_last(model.H), _stack_last(model.Q),
@@ -435,7 +535,8 @@ def _scan_filter(model, y3, u3):
     # F -> 0, c -> F x0 + B u_1, Q -> F P0 F' + Q
     A, C, J, K, Zt = _covariance_parts(model.time_varying, F, H, Q, R, obs_cov)
     F0, Q0 = F[..., 0], Q[..., 0]
-    x1 = _mv(F0, model.x0.reshape(n, 1)) + c[..., 0]
+    x0c = model.x0.reshape(n, 1) if x0 is None else np.ascontiguousarray(np.asarray(x0).T)
+    x1 = _mv(F0, x0c) + c[..., 0]
     P1 = _sym(_mm(_mm(F0, model.P0.reshape(n, n, 1)), _tr(F0))) + Q0
     Hm0, Rm0 = _masked(H[..., :1], R[..., :1], obs_cov[..., :1])
     parts0 = _element_covariances(np.zeros_like(F0), Hm0[..., 0], P1, Rm0[..., 0])
@@ -452,7 +553,7 @@ def _scan_filter(model, y3, u3):
                                   _filter_head)
 
     # Predicted moments from the filtered ones: x_pred = F x + B u, P_pred = F P F' + Q
-    x_prev = _prepend(model.x0.reshape(n, 1, 1), x_filt[..., :-1])
+    x_prev = _prepend(x0c[..., None], x_filt[..., :-1])
     P_prev = _prepend(model.P0.reshape(n, n, 1, 1), P_filt[..., :-1])
     x_pred = _mv(F, x_prev) + c
     P_pred = _sym(_mm(_mm(F, P_prev), _tr(F))) + Q
@@ -504,7 +605,7 @@ def _shared_over_batch(A: np.ndarray) -> bool:
     return A.shape[0] == 1 or A.strides[0] == 0
 
 
-def _smoother_gains(F, P_f, P_p):
+def _smoother_gains(F, P_f, P_p, Q):
     """``G = P_f F' P_p^{-1}`` for stacks (n, n, Bc, T), through a Cholesky
     solve; returns G and ``F P_f``.
 
@@ -514,11 +615,20 @@ def _smoother_gains(F, P_f, P_p):
     rhs = np.broadcast_to(_mm(F, P_f), P_p.shape)          # (P_f F')'
     chol, ok = _cholesky(P_p, strict=False)
     G = _tr(_cho_solve(chol, rhs))
+    # pivots small next to the largest variance: kflib.smoother._gain decides, as
+    # in the sequential smoother (a pseudo-inverse, and a warning if need be)
+    k = P_p.shape[0]
+    top = np.max(np.stack([P_p[i, i] for i in range(k)]), axis=0)
+    for i in range(k):
+        ok &= chol[i, i] ** 2 > CHOLESKY_RTOL * top
     if not ok.all():
+        # all of them in one batched call, matrices last -> first
+        bad = ~ok
         Fb = np.broadcast_to(F, P_p.shape)
-        for idx in map(tuple, np.argwhere(~ok)):
-            at_idx = (...,) + idx
-            G[at_idx] = _gain(P_f[at_idx], Fb[at_idx], P_p[at_idx])
+        Pfb = np.broadcast_to(P_f, P_p.shape)
+        Qb = np.broadcast_to(Q, P_p.shape)
+        pick = lambda A: np.moveaxis(A[:, :, bad], -1, 0)      # noqa: E731  (K, n, n)
+        G[:, :, bad] = np.moveaxis(_gain(pick(Pfb), pick(Fb), pick(P_p), pick(Qb)), 0, -1)
     return G, rhs
 
 
@@ -545,6 +655,8 @@ def scan_smoother(model, filt: FilterResult) -> SmootherResult:
         covariances and gains are shared read-only views too.
     """
     model = check_model(model)
+    if model.x0 is None:           # a start at time 1: the exact initial smoother
+        return exact_smoother(model, filt)
     check_filter_result(model, filt)
     batched = filt.x_filt.ndim == 3
     xf, Pf, xp, Pp = filt.x_filt, filt.P_filt, filt.x_pred, filt.P_pred
@@ -563,10 +675,13 @@ def scan_smoother(model, filt: FilterResult) -> SmootherResult:
     F = _stack_last(model.F)
 
     # Elements for s = 0..T-1: E = G = P_f F' P_p^{-1}, g = x_f - G x_p,
-    # L = P_f - G P_p G' = P_f - G F P_f; the last (s = T) is (0, x_{T|T}, P_{T|T}).
-    G, FP = _smoother_gains(F, Pf[..., :T], Pp)
+    # L = P_f - G P_p G' in the Joseph form (I - G F) P_f (I - G F)' + G Q G'
+    # (a sum of PSD terms; P_f - G F P_f cancels when P_f is large next to L);
+    # the last (s = T) is (0, x_{T|T}, P_{T|T}).
+    G, FP = _smoother_gains(F, Pf[..., :T], Pp, _stack_last(model.Q))
     g = xf[..., :T] - _mv(G, xp)
-    L = _sym(Pf[..., :T] - _mm(G, FP))
+    IGF = _eye(n, G.ndim - 2) - _mm(G, F)
+    L = _sym(_mm(_mm(IGF, Pf[..., :T]), _tr(IGF))) + _sym(_mm(_mm(G, _stack_last(model.Q)), _tr(G)))
     # the scan runs from the end: reverse time
     E_rev = _prepend(np.zeros((n, n, 1, 1)), G[..., ::-1])
     g_rev = _prepend(xf[..., T:], g[..., ::-1])

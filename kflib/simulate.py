@@ -26,8 +26,11 @@ def psd_sqrt(C: np.ndarray) -> np.ndarray:
 def simulate(model, T: int, rng=None, u=None):
     r"""Draw one path of states and observations.
 
-    ``x_0 ~ N(x0, P0)``, then for t = 1..T: ``x_t = F x_{t-1} + B u_t + w_t``,
-    ``y_t = H x_t + v_t`` with ``w_t ~ N(0, Q)``, ``v_t ~ N(0, R)``.
+    ``x_0 ~ N(x0, P0)``, then for t = 1..T: ``x_t = F x_{t-1} + B u_t + c_t + w_t``,
+    ``y_t = H x_t + d_t + v_t`` with ``w_t ~ N(0, Q)``, ``v_t ~ N(0, R)``.
+    For a model started at time 1, ``x_1 ~ N(a1, P1)`` instead (and the
+    transition at array index 0 is not used). A diffuse start has no
+    distribution to draw from: give such a model a finite ``a1, P1`` first.
 
     Parameters
     ----------
@@ -48,6 +51,10 @@ def simulate(model, T: int, rng=None, u=None):
         Observations y_1..y_T.
     """
     model = check_model(model)
+    if model.diffuse is not None:
+        raise ValueError("cannot simulate a model with a diffuse start (its diffuse states "
+                         "have no distribution to draw from); give it a finite start "
+                         "first, e.g. model.replace(a1=..., P1=..., diffuse=None)")
     T = check_positive_int(T, "T")
     if model.T is not None and model.T != T:
         raise ValueError(f"the model's time-varying matrices have T = {model.T} steps "
@@ -70,12 +77,19 @@ def simulate(model, T: int, rng=None, u=None):
     v = np.einsum("...ij,tj->ti", Lr, zv) if Lr.ndim == 2 else np.einsum("tij,tj->ti", Lr, zv)
 
     x = np.empty((T, n))
-    state = model.x0 + psd_sqrt(model.P0) @ z0
+    time1 = model.x0 is None
+    state = (model.a1 + psd_sqrt(model.P1) @ z0) if time1 else \
+        (model.x0 + psd_sqrt(model.P0) @ z0)
     for t in range(T):
-        state = at(model.F, t) @ state + w[t]
-        if u is not None:
-            state = state + at(model.B, t) @ u[0, t]
+        if t > 0 or not time1:
+            state = at(model.F, t) @ state + w[t]
+            if u is not None:
+                state = state + at(model.B, t) @ u[0, t]
+            if model.c is not None:
+                state = state + at(model.c, t, 1)
         x[t] = state
     H = model.H
     y = (x @ H.T if H.ndim == 2 else np.einsum("tij,tj->ti", H, x)) + v
+    if model.d is not None:
+        y = y + model.d
     return x, y

@@ -38,16 +38,26 @@ def steady_state(model):
         raise ValueError("steady_state needs a time-invariant model; this one has "
                          f"time-varying matrices (T = {model.T})")
     F, H, Q, R = model.F, model.H, model.Q, model.R
+    # The solution scales with Q and R together (P(sQ, sR) = s P(Q, R), the gain
+    # does not change): solve at unit scale, where the solver's absolute
+    # tolerances and its symplectic pencil behave, then scale back.
+    s = max(float(np.abs(Q).max()), float(np.abs(R).max()))
+    s = s if s > 0 else 1.0
     try:
         # scipy solves A'XA - X - A'XB (R + B'XB)^{-1} B'XA + Q = 0; the filter's
         # Riccati equation is its dual: A = F', B = H'.
-        P = scipy.linalg.solve_discrete_are(F.T, H.T, Q, R)
+        P = s * scipy.linalg.solve_discrete_are(F.T, H.T, Q / s, R / s)
     except (np.linalg.LinAlgError, ValueError) as exc:
         raise ValueError("the Riccati equation has no stabilising solution for this "
                          "model (check that (F, H) is detectable and that Q and R "
                          f"make the filter well posed): {exc}") from None
     P = 0.5 * (P + P.T)
     S = H @ P @ H.T + R
+    if not np.all(np.linalg.eigvalsh(0.5 * (S + S.T)) > 0):
+        raise ValueError("the steady-state innovation covariance S = H P H' + R is "
+                         "singular, so the gain is undefined: R must be positive "
+                         "definite, or Q must keep every observed direction uncertain "
+                         "(here R and Q leave it certain, e.g. R = Q = 0)")
     # K = P H' S^{-1}
     K = np.linalg.solve(S, H @ P).T
     A = np.eye(model.n) - K @ H
