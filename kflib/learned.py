@@ -140,8 +140,13 @@ def simulate_batch(model, n_seq: int, T: int, seed: int = 0,
 
 
 def mse(estimate, target) -> float:
-    """Mean squared error over every sequence, step and component."""
-    e = torch.as_tensor(estimate)
+    """Mean squared error over every sequence, step and component.
+
+    Accepts torch tensors or numpy arrays (copied, so read-only arrays are fine).
+    """
+    e = torch.tensor(estimate) if isinstance(estimate, np.ndarray) else torch.as_tensor(estimate)
+    if isinstance(target, np.ndarray):
+        target = np.array(target)
     t = torch.as_tensor(target, dtype=e.dtype, device=e.device)
     if e.shape != t.shape:
         raise ValueError(f"estimate and target must have the same shape; got "
@@ -456,7 +461,8 @@ class FitResult:
     train_loss, val_loss : list of float
         Loss per epoch (training: mean over batches; held-out: on the whole set).
     best_epoch : int
-        Epoch (1-based) whose weights were kept.
+        Epoch (1-based) whose weights were kept: the best held-out epoch, or
+        the last epoch when :func:`fit` ran with ``restore_best=False``.
     seconds : float
         Wall time of the training.
     stopped_early : bool
@@ -487,14 +493,15 @@ def fit(net: nn.Module, y_train, x_train, y_val=None, x_val=None, *, epochs: int
         batch_size: int = 64, lr: float = 1e-3, optimizer: str = "adam",
         patience: int = 5, seed: int = 0, progress: bool = True, device=None,
         max_seconds: float | None = None, clip: float | None = 1.0,
-        lr_decay: float = 1.0) -> FitResult:
+        lr_decay: float = 1.0, restore_best: bool = True) -> FitResult:
     r"""Train ``net`` to map ``y`` to ``x`` by minibatch gradient descent.
 
     The loss is the mean squared error of ``net(y)`` against ``x``, or
     ``net.training_loss(y, x)`` when the module defines one (the differentiable
     Kalman filter's negative log-likelihood). After each epoch the loss on the
-    held-out set is computed; the weights of the best epoch are kept and
-    training stops after ``patience`` epochs without improvement.
+    held-out set is computed; the weights of the best epoch are kept (unless
+    ``restore_best=False``) and training stops after ``patience`` epochs
+    without improvement.
 
     Parameters
     ----------
@@ -518,9 +525,13 @@ def fit(net: nn.Module, y_train, x_train, y_val=None, x_val=None, *, epochs: int
     max_seconds : float, optional
         Stop after this much wall time (checked after each epoch).
     clip : float or None
-        Clip the gradient norm.
+        Clip the gradient norm at this value; None does not clip.
     lr_decay : float
         Multiply the learning rate by this after every epoch.
+    restore_best : bool
+        Keep the weights of the epoch with the lowest held-out loss (default).
+        With False the weights of the last epoch are kept, as a plain training
+        loop does; ``FitResult.best_epoch`` is then the last epoch.
 
     Returns
     -------
@@ -535,6 +546,8 @@ def fit(net: nn.Module, y_train, x_train, y_val=None, x_val=None, *, epochs: int
         raise ValueError(f"lr_decay must be in (0, 1]; got {lr_decay}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
+    if not isinstance(restore_best, (bool, np.bool_)):
+        raise TypeError(f"restore_best must be True or False; got {type(restore_best).__name__}")
     device = torch.device(device) if device is not None else default_device()
     param = next(iter(net.parameters()), None)
     if param is None:
@@ -590,7 +603,8 @@ def fit(net: nn.Module, y_train, x_train, y_val=None, x_val=None, *, epochs: int
         bar.set_postfix(train=f"{train_hist[-1]:.4g}", val=f"{val:.4g}")
         if val < best:
             best, best_epoch, since = val, epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
+            if restore_best:
+                best_state = copy.deepcopy(net.state_dict())
         else:
             since += 1
         if since >= patience or (max_seconds is not None
@@ -598,7 +612,9 @@ def fit(net: nn.Module, y_train, x_train, y_val=None, x_val=None, *, epochs: int
             stopped = epoch < epochs
             break
     bar.close()
-    if best_state is not None:
+    if not restore_best:
+        best_epoch = len(val_hist)
+    elif best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
     return FitResult(net=net, train_loss=train_hist, val_loss=val_hist,

@@ -115,6 +115,39 @@ def test_learned_gain_training_beats_raw_measurements():
         assert mse(net(yv), xv) < 0.8 * mse(yv, xv)
 
 
+def test_fit_restore_best_false_keeps_the_last_epoch():
+    # SGD with a large step on one sequence: the loss does not fall monotonically,
+    # so the best and the last epoch differ and the two settings must disagree.
+    x, y = simulate_batch(RW, 1, 30, seed=0)
+    kept = {}
+    for restore in (True, False):
+        net = LSTMFilter(hidden_size=8, input_scale=1.0, seed=0)
+        res = fit(net, x, x, epochs=40, batch_size=1, lr=0.5, optimizer="sgd",
+                  patience=40, clip=None, restore_best=restore, progress=False)
+        with torch.no_grad():
+            kept[restore] = float(((net(x) - x) ** 2).mean())
+        if restore:
+            best = min(res.val_loss)
+            assert res.best_epoch == res.val_loss.index(best) + 1
+            np.testing.assert_allclose(kept[restore], best, rtol=1e-5)
+        else:
+            assert res.best_epoch == len(res.val_loss) == 40
+            np.testing.assert_allclose(kept[restore], res.val_loss[-1], rtol=1e-5)
+    assert kept[False] > kept[True]
+    with pytest.raises(TypeError, match="restore_best"):
+        fit(LSTMFilter(hidden_size=4), y, x, restore_best="no", progress=False)
+
+
+def test_mse_accepts_read_only_arrays_without_warning():
+    a = np.arange(6.0).reshape(1, 3, 2)
+    a.flags.writeable = False
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mse(a, np.zeros((1, 3, 2))) == pytest.approx(np.mean(a**2))
+        assert mse(torch.zeros(1, 3, 2), a) == pytest.approx(np.mean(a**2))
+
+
 def test_fit_is_seeded():
     x, y = simulate_batch(RW, 64, 20, seed=0)
     runs = []
