@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install --quiet '$(TORCH)'
-	$(BIN)/python -m pip install --quiet -e '.[book,grading,dev,dl]'
+	$(BIN)/python -m pip install --quiet -e '.[book,grading,dev,dl,fast]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -44,7 +44,7 @@ exercises: $(STAMP)
 	$(BIN)/python tools/make_exercises.py
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet filterpy pykalman
+	$(BIN)/python -m pip install --quiet filterpy pykalman numba
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/learned.py
 	$(BIN)/python bench/book.py

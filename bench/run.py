@@ -1,8 +1,11 @@
 """Benchmarks: kflib beside statsmodels, filterpy and pykalman, in one process.
 
-Prints one table (median wall time over repeats, and each library's time as a
-multiple of kflib's fastest) and writes every figure to _build/bench.json as
-records {"case", "library", "metric", "value", "unit"}.
+Prints one table per case: median wall time over repeats, each library's time
+as a multiple of kflib's fastest and, for kflib, as a multiple of statsmodels'
+and of a compiled sequential loop of the same filter (bench/compiled.py,
+numba: what one step costs on this machine when nothing else is in the way).
+Writes every figure to _build/bench.json as records {"case", "library",
+"metric", "value", "unit"}.
 
     make bench            # installs the peers, then runs this
     python bench/run.py --quick
@@ -18,11 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kflib import LinearGaussianSSM, em, kalman_filter, models, rts_smoother, simulate
+from kflib import (LinearGaussianSSM, em, kalman_filter, models, reference_filter,
+                   reference_smoother, rts_smoother, simulate, steady_state)
 from kflib.fast import fast_filter, fast_smoother
 from kflib.scan import scan_filter, scan_smoother
 
 import records
+
+try:
+    import compiled
+except ImportError:                  # numba missing: no compiled yardstick
+    compiled = None
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS: list[dict] = [records.machine_record()]
@@ -97,23 +106,66 @@ def pykalman_filter(model, y, smooth=False):
     return (lambda: kf.smooth(y)) if smooth else (lambda: kf.filter(y))
 
 
-def compare(case, entries, unit="s"):
-    """entries: {library: (callable, repeats, scale)}; scale converts to the case size."""
+def compare(case, entries, unit="s", yardsticks=None):
+    """entries: {library: (callable, repeats, scale)}; scale converts to the case size.
+
+    yardsticks: {kflib library: compiled library} -- that kflib path's time is
+    also printed (and recorded, "ratio_to_compiled") as a multiple of the
+    compiled loop's; every kflib path's time as a multiple of statsmodels'.
+    """
     results = {}
     for lib, (fn, repeats, scale) in entries.items():
+        if fn is None:
+            continue
         try:
+            fn()                                       # warm-up (numba compiles here)
             results[lib] = median_time(fn, repeats) * scale
         except ImportError as exc:
             print(f"  {lib}: not installed ({exc.name})")
             continue
         record(case, lib, "median_wall", results[lib], unit)
     best = min(v for k, v in results.items() if k.startswith("kflib"))
+    sm = next((v for k, v in results.items() if k.startswith("statsmodels")), None)
+    yardsticks = {k: c for k, c in (yardsticks or {}).items() if k in results and c in results}
     print(f"\n{case}")
     for lib, v in sorted(results.items(), key=lambda kv: kv[1]):
-        print(f"  {lib:28s} {v * 1e3:12.2f} ms   {v / best:8.1f} x kflib")
+        line = f"  {lib:34s} {v * 1e3:11.2f} ms {v / best:8.1f} x kflib"
         if not lib.startswith("kflib"):
             record(case, lib, "ratio_to_kflib", v / best, "x")
+        else:
+            if sm is not None:
+                line += f" {v / sm:8.2f} x statsmodels"
+                record(case, lib, "ratio_to_statsmodels", v / sm, "x")
+            if lib in yardsticks:
+                c = yardsticks[lib]
+                line += f" {v / results[c]:7.1f} x {c}"
+                record(case, lib, "ratio_to_compiled", v / results[c], "x")
+        print(line)
     return results
+
+
+def _compiled(fn, *args):
+    """A compiled yardstick's callable, or None when numba is not installed."""
+    return None if compiled is None else (lambda: fn(*args))
+
+
+def compiled_steady(model, y):
+    """The compiled constant-gain recursion with the model's steady-state gain."""
+    if compiled is None:
+        return None
+    _, K, _ = steady_state(model)
+    A = (np.eye(model.n) - K @ model.H) @ model.F
+    return lambda: compiled.steady_filter(A, K, model.F, model.H, model.x0, y)
+
+
+def compiled_filter_and_smoother(model, y):
+    if compiled is None:
+        return None
+
+    def run():
+        out, _ = compiled.sequential_filter(model, y)
+        return compiled.sequential_smoother(model, out)
+    return run
 
 
 def irregular_constant_velocity(T, rng, q=0.05, r=9.0):
@@ -129,8 +181,8 @@ def irregular_constant_velocity(T, rng, q=0.05, r=9.0):
 
 
 def record_error_vs_sequential(case, library, fn, model, y):
-    """Largest difference of ``fn`` from the sequential filter, relative."""
-    got, ref = fn(model, y), kalman_filter(model, y)
+    """Largest difference of ``fn`` from the step-by-step reference filter, relative."""
+    got, ref = fn(model, y), reference_filter(model, y)
 
     def rel(k):
         a, b = getattr(got, k), getattr(ref, k)
@@ -138,7 +190,7 @@ def record_error_vs_sequential(case, library, fn, model, y):
     err = max(rel(k) for k in ("x_filt", "P_filt", "x_pred", "P_pred", "K"))
     err = max(err, abs(got.loglik - ref.loglik) / abs(ref.loglik))
     record(case, library, "max_rel_error_vs_sequential", err, "1")
-    print(f"  {library} vs kflib.kalman_filter: max relative difference {err:.1e}")
+    print(f"  {library} vs kflib.reference_filter: max relative difference {err:.1e}")
 
 
 def main(argv=None):
@@ -153,21 +205,31 @@ def main(argv=None):
     T = 20_000 if quick else 100_000
     _, y = simulate(cv, T, rng=0)
     short = y[: T // 20]                  # the slow peers run on a 1/20 prefix, scaled up
+    SEQ = "compiled sequential loop"
+    STEADY = "compiled steady-state recursion"
     case = f"filter T={T:.0e} n=2 m=1"
     compare(case, {
+        "kflib.kalman_filter": (lambda: kalman_filter(cv, y), rep, 1.0),
         "kflib.fast_filter": (lambda: fast_filter(cv, y), rep, 1.0),
-        "kflib.kalman_filter": (lambda: kalman_filter(cv, short), 1, 20.0),
+        "kflib.reference_filter": (lambda: reference_filter(cv, short), 1, 20.0),
         "statsmodels": (statsmodels_filter(cv, y), rep, 1.0),
         "filterpy": (filterpy_filter(cv, short), 1, 20.0),
         "pykalman": (pykalman_filter(cv, short), 1, 20.0),
-    })
+        SEQ: (_compiled(compiled.sequential_filter, cv, y) if compiled else None, rep, 1.0),
+        STEADY: (compiled_steady(cv, y), rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter": STEADY, "kflib.fast_filter": STEADY,
+                   "kflib.reference_filter": SEQ})
     case = f"filter+smoother T={T:.0e} n=2 m=1"
     compare(case, {
-        "kflib.fast": (lambda: fast_smoother(cv, fast_filter(cv, y)), rep, 1.0),
-        "kflib.sequential": (lambda: rts_smoother(cv, kalman_filter(cv, short)), 1, 20.0),
+        "kflib.kalman_filter+rts_smoother": (lambda: rts_smoother(cv, kalman_filter(cv, y)),
+                                             rep, 1.0),
+        "kflib.reference (step by step)": (
+            lambda: reference_smoother(cv, reference_filter(cv, short)), 1, 20.0),
         "statsmodels": (statsmodels_filter(cv, y, smooth=True), rep, 1.0),
         "pykalman": (pykalman_filter(cv, short, smooth=True), 1, 20.0),
-    })
+        SEQ: (compiled_filter_and_smoother(cv, y), rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter+rts_smoother": SEQ,
+                   "kflib.reference (step by step)": SEQ})
 
     # One long series with scattered missing values: the associative scan
     y_miss = y.copy()
@@ -175,22 +237,27 @@ def main(argv=None):
     short_miss = y_miss[: T // 20]
     case = f"filter T={T:.0e} n=2 m=1, 10% missing"
     compare(case, {
+        "kflib.kalman_filter": (lambda: kalman_filter(cv, y_miss), rep, 1.0),
         "kflib.scan_filter": (lambda: scan_filter(cv, y_miss), rep, 1.0),
-        "kflib.fast_filter": (lambda: fast_filter(cv, y_miss), rep, 1.0),
-        "kflib.kalman_filter": (lambda: kalman_filter(cv, short_miss), 1, 20.0),
+        "kflib.reference_filter": (lambda: reference_filter(cv, short_miss), 1, 20.0),
         "statsmodels": (statsmodels_filter(cv, y_miss), rep, 1.0),
         "pykalman": (pykalman_filter(cv, short_miss), 1, 20.0),
-    })
-    record_error_vs_sequential(case, "kflib.scan_filter", scan_filter, cv, short_miss)
+        SEQ: (_compiled(compiled.sequential_filter, cv, y_miss) if compiled else None,
+              rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter": SEQ, "kflib.scan_filter": SEQ,
+                   "kflib.reference_filter": SEQ})
+    record_error_vs_sequential(case, "kflib.kalman_filter", kalman_filter, cv, short_miss)
     case = f"filter+smoother T={T:.0e} n=2 m=1, 10% missing"
     compare(case, {
-        "kflib.scan": (lambda: scan_smoother(cv, scan_filter(cv, y_miss)), rep, 1.0),
-        "kflib.fast": (lambda: fast_smoother(cv, fast_filter(cv, y_miss)), rep, 1.0),
-        "kflib.sequential": (lambda: rts_smoother(cv, kalman_filter(cv, short_miss)),
-                             1, 20.0),
+        "kflib.kalman_filter+rts_smoother": (
+            lambda: rts_smoother(cv, kalman_filter(cv, y_miss)), rep, 1.0),
+        "kflib.reference (step by step)": (
+            lambda: reference_smoother(cv, reference_filter(cv, short_miss)), 1, 20.0),
         "statsmodels": (statsmodels_filter(cv, y_miss, smooth=True), rep, 1.0),
         "pykalman": (pykalman_filter(cv, short_miss, smooth=True), 1, 20.0),
-    })
+        SEQ: (compiled_filter_and_smoother(cv, y_miss), rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter+rts_smoother": SEQ,
+                   "kflib.reference (step by step)": SEQ})
 
     # Time-varying matrices: constant velocity sampled at irregular times
     tv = irregular_constant_velocity(T, rng=np.random.default_rng(2))
@@ -198,11 +265,14 @@ def main(argv=None):
     tv_short = tv.replace(**{k: getattr(tv, k)[: T // 20] for k in ("F", "Q")})
     case = f"filter T={T:.0e} n=2 m=1, time-varying (irregular dt)"
     compare(case, {
-        "kflib.scan_filter": (lambda: scan_filter(tv, y_tv), rep, 1.0),
-        "kflib.kalman_filter": (lambda: kalman_filter(tv_short, y_tv[: T // 20]), 1, 20.0),
+        "kflib.kalman_filter": (lambda: kalman_filter(tv, y_tv), rep, 1.0),
+        "kflib.reference_filter": (lambda: reference_filter(tv_short, y_tv[: T // 20]),
+                                   1, 20.0),
         "statsmodels": (statsmodels_filter(tv, y_tv), rep, 1.0),
-    })
-    record_error_vs_sequential(case, "kflib.scan_filter", scan_filter, tv_short,
+        SEQ: (_compiled(compiled.sequential_filter, tv, y_tv) if compiled else None,
+              rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter": SEQ, "kflib.reference_filter": SEQ})
+    record_error_vs_sequential(case, "kflib.kalman_filter", kalman_filter, tv_short,
                                y_tv[: T // 20])
 
     nb, Tb = (2000, 100) if quick else (10_000, 100)
@@ -211,12 +281,15 @@ def main(argv=None):
     case = f"batch {nb} series x T={Tb}"
     res = compare(case, {
         "kflib.kalman_filter (batch)": (lambda: kalman_filter(cv, Y), max(1, rep // 2), 1.0),
-        "kflib.fast_filter (batch)": (lambda: fast_filter(cv, Y), max(1, rep // 2), 1.0),
+        "kflib.reference_filter (batch)": (lambda: reference_filter(cv, Y), 1, 1.0),
         "statsmodels one by one": (lambda: [f() for f in sm_one], 1, nb / 200),
-    })
+        SEQ + " (per series)": (_compiled(compiled.sequential_filter_batch, cv, Y)
+                                if compiled else None, rep, 1.0),
+    }, yardsticks={"kflib.kalman_filter (batch)": SEQ + " (per series)",
+                   "kflib.reference_filter (batch)": SEQ + " (per series)"})
     for lib, v in res.items():
         record(case, lib, "series_steps_per_s", nb * Tb / v, "1/s")
-        print(f"  {lib:28s} {nb * Tb / v:12.3g} series-steps/s")
+        print(f"  {lib:34s} {nb * Tb / v:11.3g} series-steps/s")
 
     ll = models.local_level(1.0, 1.0, x0=0.0, P0=1.0)
     _, yl = simulate(ll, 1000, rng=1)

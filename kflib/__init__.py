@@ -14,16 +14,17 @@ from . import anomaly, diffuse, models, nonlinear, structural
 from .diffuse import DiffuseFilterResult
 from .disturbance import DisturbanceResult, disturbance_smoother
 from .em import ConvergenceWarning, EMResult, em
-from .filter import FilterResult, kalman_filter
+from .filter import FilterResult, kalman_filter, reference_filter
 from .forecast import ForecastResult, forecast
 from .model import LinearGaussianSSM
 from .simulate import simulate
-from .smoother import SmootherResult, rts_smoother
+from .smoother import ConditioningWarning, SmootherResult, reference_smoother, rts_smoother
 from .steady_state import steady_state
 
 __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
+           "reference_filter", "reference_smoother",
            "steady_state", "em", "forecast", "disturbance_smoother", "FilterResult",
-           "DiffuseFilterResult", "SmootherResult", "ForecastResult", "DisturbanceResult", "EMResult", "ConvergenceWarning", "models",
+           "DiffuseFilterResult", "SmootherResult", "ForecastResult", "DisturbanceResult", "EMResult", "ConvergenceWarning", "ConditioningWarning", "models",
            "nonlinear", "structural", "anomaly", "diffuse"]
 __version__ = "0.1.0"
 

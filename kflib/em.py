@@ -134,6 +134,20 @@ def em(y, model, n_iter: int = 100, tol: float = 1e-6, learn=("Q", "R"), u=None,
     EMResult
     """
     model = check_model(model)
+    # The M-step below is written for x_t = F x_{t-1} + B u_t + w_t,
+    # y_t = H x_t + v_t with a state at time 0: anything else would be fitted
+    # silently wrong (intercepts would be absorbed into Q and R).
+    unsupported = [name for name in ("c", "d") if getattr(model, name) is not None]
+    if unsupported:
+        raise ValueError(
+            f"em does not support the intercept{'s' if len(unsupported) > 1 else ''} "
+            f"{' and '.join(unsupported)} of this model (its M-step assumes "
+            "x_t = F x_{t-1} + B u_t + w_t, y_t = H x_t + v_t); subtract a known d from y, "
+            "or write c as a control through B")
+    if model.x0 is None:
+        start = "an exact diffuse start" if model.diffuse is not None else "a1, P1"
+        raise ValueError(f"em needs a model started at time 0 (x0, P0); this one has {start} "
+                         "(a start at time 1), which em does not support")
     n_iter = check_positive_int(n_iter, "n_iter")
     tol = check_real(tol, "tol")
     if tol < 0:

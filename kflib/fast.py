@@ -18,8 +18,10 @@ the results equal :func:`kflib.kalman_filter`'s to about 1e-12.
 Missing values and time-varying matrices go to the parallel-in-time
 associative scan of :mod:`kflib.scan` instead, which is vectorised over time
 whatever the covariances do; so do long series whose covariances have not
-settled within an eighth of their length (Q = 0: they never do). The sequential :func:`kflib.kalman_filter` stays
-the readable reference.
+settled within an eighth of their length (Q = 0: they never do). The
+step-by-step :func:`kflib.filter.reference_filter` stays the readable
+reference; :func:`kflib.kalman_filter` and :func:`kflib.rts_smoother` call
+:func:`fast_filter` and :func:`fast_smoother`.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ import scipy.linalg
 from ._checks import check_real
 from ._inputs import as_controls, as_observations, check_model
 from .diffuse import exact_filter, exact_smoother
-from .filter import (CANCEL_RATIO, LOG_2PI, FilterResult, _sym, _T, require_finite,
-                     require_finite_result, singular_innovation)
+from .filter import (CANCEL_RATIO, LOG_2PI, FilterResult, _sym, _T, reference_filter,
+                     require_finite, require_finite_result, singular_innovation)
 from .model import intercepts_as_inputs
 from .scan import scan_filter, scan_smoother
-from .smoother import SmootherResult, _backward_cov, _gain, _smoothed_cov, rts_smoother
+from . import _kernels
+from .smoother import (SmootherResult, _backward_cov, _gain, _smoothed_cov, check_filter_result,
+                       reference_smoother)
 
 __all__ = ["linear_recursion", "riccati_path", "fast_filter", "fast_smoother"]
 
@@ -44,6 +48,18 @@ BLOCK = 64
 RTOL_MAX = 1e-6
 # Series longer than this whose covariances do not settle go to the scan.
 SCAN_ABOVE = 1024
+# The means by compiled sequential loops (numba, the optional extra
+# kflib[fast]) when it is installed; by blocked numpy products otherwise.
+# Only problems of at least COMPILED_ABOVE series-steps use them: importing
+# numba and loading the kernels costs about a second once per process, more
+# than the numpy path takes on a series of a few thousand steps.
+# The step-by-step loop of the general case (missing values, time-varying
+# matrices) takes numba a few seconds to compile the first time on a machine
+# (it is cached on disk after): it serves problems where the scan takes
+# longer than that once or twice.
+COMPILED = _kernels.AVAILABLE
+COMPILED_ABOVE = 20_000
+COMPILED_GENERAL_ABOVE = 100_000
 
 
 def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
@@ -66,6 +82,13 @@ def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
     -------
     (..., N, n) array
     """
+    if COMPILED and b.size >= COMPILED_ABOVE * b.shape[-1]:     # the plain loop, compiled
+        return _kernels.linear_recursion(A, b, x_init)
+    return _blocked_recursion(A, b, x_init, block)
+
+
+def _blocked_recursion(A, b, x_init, block):
+    """:func:`linear_recursion` in blocks of numpy products (see there)."""
     *batch, N, n = b.shape
     L = max(1, min(block, N))
     nblk = -(-N // L)
@@ -87,7 +110,7 @@ def linear_recursion(A: np.ndarray, b: np.ndarray, x_init: np.ndarray,
     # way (recursively), then add each block's start-up term A^{j+1} c_{k-1}.
     x_init = np.broadcast_to(np.asarray(x_init, dtype=float), (*batch, n))
     if nblk > 1:
-        ends = linear_recursion(powers[L], z[..., :-1, L - 1, :], x_init, block)
+        ends = _blocked_recursion(powers[L], z[..., :-1, L - 1, :], x_init, block)
         starts = np.concatenate([x_init[..., None, :], ends], axis=-2)
     else:
         starts = x_init[..., None, :]
@@ -202,7 +225,7 @@ def _gaussian_loglik(nu: np.ndarray, S: np.ndarray) -> np.ndarray:
 
 @np.errstate(over="ignore", invalid="ignore")    # overflow is checked, and named
 def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
-    """Same result as :func:`kflib.kalman_filter`, faster on long series.
+    """Same result as :func:`kflib.filter.reference_filter`, faster on long series.
 
     Uses the steady-state recursion (see the module docstring) when the model
     is time-invariant and ``y`` has no missing values; the covariances do not
@@ -220,6 +243,8 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     nb, T, m = y3.shape
     u3 = as_controls(model, u, nb, T, batched)
     if model.time_varying or np.isnan(y3).any():
+        if COMPILED and nb * T >= COMPILED_GENERAL_ABOVE:
+            return _compiled_sequential(model, y, u, y3, u3, batched)
         return scan_filter(model, y, u=u)
     n = model.n
     F, H, Q, R = model.F, model.H, model.Q, model.R
@@ -242,6 +267,18 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
         ks = T - 1                       # never settles: the gains vary to the end
     ks = min(ks, T - 1)
 
+    Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
+    if COMPILED and nb * T >= COMPILED_ABOVE:
+        # every step in one compiled loop: x_pred = F x + B u, nu = y - H x_pred,
+        # x_filt = x_pred + K_t nu, with K_t = K_ks from step ks on
+        x_pred, x_filt, innov = _kernels.filter_means(
+            F, H, head.K[:ks + 1], model.x0, y3, None if u3 is None else model.B, u3)
+        loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
+        if ks < T - 1:
+            loglik = loglik + _gaussian_loglik(innov[:, ks + 1:], S[None])
+        return _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3,
+                              batched)
+
     # Means for steps 0..ks with the time-varying gains, all series at once:
     # x_pred = F x + B u, nu = y - H x_pred, x_filt = x_pred + K_t nu
     # The loop works on (n, batch) blocks, time first, so that every product
@@ -262,7 +299,6 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
         filt_tm[t] = x
     loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
 
-    Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
     if ks < T - 1:
         # steady part: x_filt_t = (I - K H) F x_filt_{t-1} + K y_t + (I - K H) B u_t
         I_KH = np.eye(n) - K @ H
@@ -277,6 +313,24 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
             x_pred[:, rest] += u3[:, rest] @ model.B.T
         innov[:, rest] = y3[:, rest] - x_pred[:, rest] @ H.T
         loglik = loglik + _gaussian_loglik(innov[:, rest], S[None])
+    return _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3, batched)
+
+
+def _compiled_sequential(model, y, u, y3, u3, batched):
+    """The step-by-step filter's equations in one compiled loop (numba)."""
+    out, loglik = _kernels.sequential_filter(model, y3, u3, CANCEL_RATIO)
+    if out is None:               # S not positive definite: the reference names the step
+        return reference_filter(model, y, u=u)
+    require_finite_result(out, ~np.isnan(y3), loglik)
+    if not batched:
+        return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
+    return FilterResult(**out, loglik=loglik)
+
+
+def _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3, batched):
+    """fast_filter's FilterResult: the covariance path of ``head`` up to ks,
+    constant after."""
+    Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
 
     def cov(head_part, steady, shape):
         full = np.empty((T,) + shape)
@@ -285,17 +339,21 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
         # one covariance path serves every series of a batch: a read-only view
         return np.broadcast_to(full, (nb, T) + shape)
 
+    # overflow checks: the covariances after ks repeat those at ks
+    head_part = dict(P_pred=head.P_pred[None, :ks + 1], P_filt=head.P_filt[None, :ks + 1],
+                     S=head.S[None, :ks + 1], K=head.K[None, :ks + 1])
+    require_finite_result(dict(x_pred=x_pred, x_filt=x_filt, innovations=innov, **head_part),
+                          ~np.isnan(y3), loglik)
     out = dict(x_pred=x_pred, P_pred=cov(head.P_pred, Pp, (n, n)), x_filt=x_filt,
                P_filt=cov(head.P_filt, Pf, (n, n)), innovations=innov,
                S=cov(head.S, S, (m, m)), K=cov(head.K, K, (n, m)))
-    require_finite_result(out, ~np.isnan(y3), loglik)
     if not batched:
         return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
     return FilterResult(**out, loglik=np.asarray(loglik))
 
 
 def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherResult:
-    """Same result as :func:`kflib.rts_smoother`, faster on long steady series.
+    """Same result as :func:`kflib.smoother.reference_smoother`, faster on long steady series.
 
     Where the filter's covariances are constant the smoother gain G is
     constant too, and the backward mean recursion is evaluated in blocks; the
@@ -307,18 +365,19 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     rtol = check_real(rtol, "rtol", low=0.0, high=RTOL_MAX)
     if model.x0 is None:           # a start at time 1: the exact initial smoother
         return exact_smoother(model, filt)
+    check_filter_result(model, filt)
     if model.time_varying or np.isnan(filt.innovations).any():
         return scan_smoother(model, filt)
     batched = filt.x_filt.ndim == 3
     Pp_all = filt.P_pred if not batched else filt.P_pred[0]
     T = Pp_all.shape[0]
     if batched and not (np.array_equal(filt.P_pred, np.broadcast_to(filt.P_pred[:1], filt.P_pred.shape))):
-        return rts_smoother(model, filt)
+        return reference_smoother(model, filt)
     ks = _steady_index(Pp_all, rtol) if T > 2 else None
     if ks is None or ks >= T - 3 or (T > SCAN_ABOVE and ks > T // 8):
         # the covariances do not settle (soon enough): one sequential step
         # costs about ten scan steps
-        return scan_smoother(model, filt) if T > SCAN_ABOVE else rts_smoother(model, filt)
+        return scan_smoother(model, filt) if T > SCAN_ABOVE else reference_smoother(model, filt)
     n = model.n
     F = model.F
     xf, Pf_all = filt.x_filt, filt.P_filt if not batched else filt.P_filt[0]
@@ -333,7 +392,10 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     Ps = np.empty((T, n, n))
     G_all = np.empty((T, n, n))
     Ps[-1] = Pf_all[-1]
-    G_s = _gain(Pf_all[ks], F, Pp_all[ks], model.Q)
+    report = {}
+    G_s = _gain(Pf_all[ks], F, Pp_all[ks], model.Q, report=report)
+    if report["doubt"].any() or report["real"].any():
+        return reference_smoother(model, filt)    # the information or r/N form there
     G_all[ks + 1:] = G_s
     Q = model.Q
     # P_{k|T} = L + G P_{k+1|T} G' with L = P_{k|k} - G P_{k+1|k} G' (Joseph form)
@@ -346,7 +408,10 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
             break
     for k in range(ks - 1, -2, -1):
         P_k = Pf_all[k] if k >= 0 else model.P0
-        G = _gain(P_k, F, Pp_all[k + 1], model.Q)
+        G = _gain(P_k, F, Pp_all[k + 1], model.Q, report=report)
+        if (report["doubt"].any() or report["real"].any()
+                or (report["ill"].any() and T <= SCAN_ABOVE)):
+            return reference_smoother(model, filt)    # the information or r/N form there
         P_s = _smoothed_cov(P_k, F, Q, G, Ps[k + 1])
         G_all[k + 1] = G
         if k >= 0:
@@ -359,7 +424,10 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     # reversed recursion: s_k = G s_{k+1} + (xf_k - G xp_{k+1}) for k = T-2 .. ks
     idx = np.arange(T - 2, ks - 1, -1)
     b = xf[:, idx] - xp[:, idx + 1] @ G_s.T
-    xs[:, idx] = linear_recursion(G_s, b, xs[:, -1])
+    if COMPILED and nb * T >= COMPILED_ABOVE:
+        xs[:, idx] = _kernels.linear_recursion(G_s, b, xs[:, -1])
+    else:
+        xs[:, idx] = linear_recursion(G_s, b, xs[:, -1])
     for k in range(ks - 1, -2, -1):
         x_k = xf[:, k] if k >= 0 else np.broadcast_to(model.x0, (nb, n))
         G = G_all[k + 1]

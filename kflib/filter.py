@@ -9,7 +9,8 @@ import numpy as np
 from ._checks import freeze_arrays
 from ._inputs import as_controls, as_observations, at, check_model
 
-__all__ = ["FilterResult", "kalman_filter", "predict_step", "gaussian_update"]
+__all__ = ["FilterResult", "kalman_filter", "reference_filter", "predict_step",
+           "gaussian_update"]
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -60,11 +61,59 @@ class FilterResult:
         freeze_arrays(self)      # results are read-only, whichever path made them
 
 
-@np.errstate(over="ignore", invalid="ignore")    # overflow is checked, and named, below
 def kalman_filter(model, y, u=None) -> FilterResult:
     r"""Filter observations ``y`` through a linear-Gaussian state-space model.
 
-    For t = 1..T:
+    Returns what :func:`reference_filter`, the step-by-step filter, returns
+    (to round-off), computed by the fastest method that is exact for the model:
+
+    * a start at time 1 (``a1, P1`` or an exact diffuse start):
+      :func:`kflib.diffuse.exact_filter`, as in :func:`reference_filter`;
+    * otherwise :func:`kflib.fast.fast_filter`: for a time-invariant model
+      observed at every step, the covariance recursion until it settles and
+      then the constant-gain recursion of the means; with missing values or
+      time-varying matrices, the associative scan of :mod:`kflib.scan`, which
+      hands the steps it cannot do exactly (a singular ``H Q H' + R``, a
+      vague start next to a gap) to the step-by-step filter;
+    * a short series (fewer than ``SEQUENTIAL_BELOW`` steps in all) goes to
+      :func:`reference_filter` itself: the step-by-step loop is as quick there.
+
+    Parameters
+    ----------
+    model : LinearGaussianSSM
+    y : (T, m) or (batch, T, m) array
+        Observations; NaN marks a missing component. A batch is filtered at
+        once (vectorised), with the same result as one series at a time.
+    u : (T, r) or (batch, T, r) array, optional
+        Controls; required exactly when the model has ``B``.
+
+    Returns
+    -------
+    FilterResult
+        For a batch, covariance arrays that every series shares (complete data,
+        or one missing pattern) may be read-only views of one path.
+    """
+    model = check_model(model)
+    if model.x0 is None:           # a start at time 1 (a1, P1 or exact diffuse)
+        from .diffuse import exact_filter
+        return exact_filter(model, y, u)
+    y3, _ = as_observations(model, y)          # a clear error for a bad y, first
+    if y3.shape[0] * y3.shape[1] < SEQUENTIAL_BELOW:
+        return reference_filter(model, y, u)
+    from .fast import fast_filter
+    return fast_filter(model, y, u)
+
+
+# Problems with fewer series-steps than this are filtered step by step.
+SEQUENTIAL_BELOW = 16
+
+
+@np.errstate(over="ignore", invalid="ignore")    # overflow is checked, and named, below
+def reference_filter(model, y, u=None) -> FilterResult:
+    r"""The Kalman filter written step by step: one loop iteration per time step.
+
+    The readable reference; :func:`kalman_filter` returns the same numbers,
+    faster. For t = 1..T:
 
     .. math::
 

@@ -64,8 +64,8 @@ a prefix (``A = 0``, ``J = 0``), so only ``b`` and ``C`` are computed.
 Predicted moments, innovations, gains and the log-likelihood then follow
 from the filtered moments in one vectorised pass.
 
-The results equal :func:`kflib.kalman_filter` and :func:`kflib.rts_smoother`
-to round-off (about 1e-14 of the largest entry on 1e5 steps). When an
+The results equal :func:`kflib.filter.reference_filter` and
+:func:`kflib.smoother.reference_smoother` (the step-by-step loops) to round-off (about 1e-14 of the largest entry on 1e5 steps). When an
 element's ``H Q H' + R`` is singular (for example ``R = 0`` and no process
 noise along an observed direction), the element algebra does not apply and
 :func:`scan_filter` runs the sequential filter instead.
@@ -87,9 +87,10 @@ import numpy as np
 
 from ._inputs import as_controls, as_observations, check_model
 from .diffuse import exact_filter, exact_smoother
-from .filter import CANCEL_RATIO, LOG_2PI, FilterResult, kalman_filter, require_finite_result
+from .filter import CANCEL_RATIO, LOG_2PI, FilterResult, reference_filter, require_finite_result
 from .model import intercepts_as_inputs
-from .smoother import CHOLESKY_RTOL, SmootherResult, _gain, check_filter_result
+from .smoother import (CHOLESKY_RTOL, GAIN_ILL, SmootherResult, _gain, check_filter_result,
+                       reference_smoother)
 
 __all__ = ["scan_filter", "scan_smoother"]
 
@@ -396,7 +397,7 @@ def _time_first(A: np.ndarray, nb: int) -> np.ndarray:
 def scan_filter(model, y, u=None) -> FilterResult:
     """The Kalman filter by a parallel-in-time associative scan.
 
-    Same inputs and result as :func:`kflib.kalman_filter` (to round-off):
+    Same inputs and result as :func:`kflib.filter.reference_filter` (to round-off):
     NaN marks a missing component, time-varying matrices and controls are
     supported, and a batch of series is filtered at once. Vectorised over
     time, it is fast on long series whatever the missing pattern or the time
@@ -427,22 +428,23 @@ def scan_filter(model, y, u=None) -> FilterResult:
     try:
         out, loglik = _scan_filter(model, y3, u3)
         R_diag = np.diagonal(model.R, axis1=-2, axis2=-1)
-        cut = _vague_missing(out, ~np.isnan(y3), exact_obs=bool((R_diag <= 0).any()))
+        cut = _vague_missing(out, ~np.isnan(y3), exact_obs=bool((R_diag <= 0).any()),
+                             R_diag=R_diag)
         if cut is not None:
             out, loglik = _sequential_head(model, y3, u3, cut)
     except _NotPositiveDefinite:
         # H Q H' + R (or S) singular: the sequential filter handles what it can
         # and raises its own error otherwise
-        return kalman_filter(model, y, u=u)
+        return reference_filter(model, y, u=u)
     if out is None:
-        return kalman_filter(model, y, u=u)
+        return reference_filter(model, y, u=u)
     require_finite_result(out, ~np.isnan(y3), loglik)
     if not batched:
         return FilterResult(**{k: v[0] for k, v in out.items()}, loglik=float(loglik[0]))
     return FilterResult(**out, loglik=loglik)
 
 
-def _vague_missing(out, observed, exact_obs=False):
+def _vague_missing(out, observed, exact_obs=False, R_diag=None):
     """The step after which the scan may be trusted, or None if it may throughout.
 
     An element product starts from the prefix covariance of the step before.
@@ -465,7 +467,23 @@ def _vague_missing(out, observed, exact_obs=False):
         # observation: nothing was lost
         shrink &= d_filt > 64 * np.finfo(float).eps * d_pred
     shrink = shrink.any(-1).any(0)                                        # (T,)
+    if R_diag is not None:
+        # An update that shrinks the predicted variance of an observed
+        # combination H x from S - R down to about R cancels as many digits
+        # as S / R, whether or not a diagonal entry of P shrinks as much
+        # (a vague start of several states observed through one sum).
+        S = out["S"]
+        S = S[:1] if S.strides[0] == 0 else S
+        d_S = np.diagonal(S, axis1=-2, axis2=-1)                         # (nb, T, m)
+        d_R = np.broadcast_to(R_diag, d_S.shape[-2:]) if R_diag.ndim == 2 else R_diag
+        obs = observed[:1] if observed.shape[0] != d_S.shape[0] else observed
+        with np.errstate(invalid="ignore"):
+            big = obs & (d_R > 0) & (d_S > CANCEL_RATIO * d_R)
+        shrink = shrink | big.any(-1).any(0)
     gap_before = np.zeros_like(shrink)
+    # the first step predicts from P0, just as a step after a gap predicts from
+    # its rounded prefix: a vague start is as fragile as a gap early on
+    gap_before[0] = True
     gap_before[1:] = (~observed[:, :-1]).any(-1).any(0)
     risky = np.flatnonzero(shrink & gap_before)
     if not risky.size:
@@ -476,20 +494,32 @@ def _vague_missing(out, observed, exact_obs=False):
     return cut + int(calm[0]) - 1 if calm.size else len(shrink) - 1
 
 
+def _psd(P: np.ndarray) -> np.ndarray:
+    """A filtered covariance as the start of the scan's tail: symmetric, and
+    with the rounding-size negative eigenvalues a long sequential run can leave
+    set to zero (the tail starts from a valid covariance; nothing else moves)."""
+    P = 0.5 * (P + P.T)
+    w, V = np.linalg.eigh(P)
+    if w[0] >= 0:
+        return P
+    return (V * np.maximum(w, 0.0)) @ V.T
+
+
 def _sequential_head(model, y3, u3, cut):
     """The sequential filter for steps 0..cut, the scan from its state for the
     rest; (out, loglik) as :func:`_scan_filter`, or (None, None) when the
     series of a batch leave the cut with different covariances."""
     nb, T, m = y3.shape
     u_head = None if u3 is None else u3[:, :cut + 1]
-    head = kalman_filter(_time_slice(model, 0, cut + 1), y3[:, :cut + 1], u=u_head)
+    head = reference_filter(_time_slice(model, 0, cut + 1), y3[:, :cut + 1], u=u_head)
     if cut == T - 1:
         tail_out, tail_ll = None, 0.0
     else:
         P_cut = head.P_filt[:, -1]
         if not np.all(P_cut == P_cut[:1]):
             return None, None
-        tail_model = _time_slice(model, cut + 1, T).replace(x0=np.zeros(model.n), P0=P_cut[0])
+        tail_model = _time_slice(model, cut + 1, T).replace(x0=np.zeros(model.n),
+                                                            P0=_psd(P_cut[0]))
         tail_out, tail_ll = _scan_filter(tail_model, y3[:, cut + 1:],
                                          None if u3 is None else u3[:, cut + 1:],
                                          x0=head.x_filt[:, -1])
@@ -605,6 +635,12 @@ def _shared_over_batch(A: np.ndarray) -> bool:
     return A.shape[0] == 1 or A.strides[0] == 0
 
 
+# Series up to this length whose P(t+1|t) is ill-conditioned somewhere (a pivot
+# below GAIN_ILL) go to reference_smoother; longer ones only when the gain is in
+# doubt (see kflib.smoother._gain).
+SEQUENTIAL_ILL_BELOW = 1024
+
+
 def _smoother_gains(F, P_f, P_p, Q):
     """``G = P_f F' P_p^{-1}`` for stacks (n, n, Bc, T), through a Cholesky
     solve; returns G and ``F P_f``.
@@ -619,8 +655,14 @@ def _smoother_gains(F, P_f, P_p, Q):
     # in the sequential smoother (a pseudo-inverse, and a warning if need be)
     k = P_p.shape[0]
     top = np.max(np.stack([P_p[i, i] for i in range(k)]), axis=0)
+    well = ok.copy()
     for i in range(k):
         ok &= chol[i, i] ** 2 > CHOLESKY_RTOL * top
+        well &= chol[i, i] ** 2 > GAIN_ILL * top
+    if not well.all() and P_p.shape[-1] <= SEQUENTIAL_ILL_BELOW:
+        # a gain that amplifies rounding on a short series: reference_smoother,
+        # exact there (the information or r/N form), costs little
+        return None, None
     if not ok.all():
         # all of them in one batched call, matrices last -> first
         bad = ~ok
@@ -628,7 +670,11 @@ def _smoother_gains(F, P_f, P_p, Q):
         Pfb = np.broadcast_to(P_f, P_p.shape)
         Qb = np.broadcast_to(Q, P_p.shape)
         pick = lambda A: np.moveaxis(A[:, :, bad], -1, 0)      # noqa: E731  (K, n, n)
-        G[:, :, bad] = np.moveaxis(_gain(pick(Pfb), pick(Fb), pick(P_p), pick(Qb)), 0, -1)
+        report = {}
+        G[:, :, bad] = np.moveaxis(_gain(pick(Pfb), pick(Fb), pick(P_p), pick(Qb),
+                                         report=report), 0, -1)
+        if report["doubt"].any() or report["real"].any():
+            return None, None       # a gain that amplifies rounding: reference_smoother
     return G, rhs
 
 
@@ -679,6 +725,10 @@ def scan_smoother(model, filt: FilterResult) -> SmootherResult:
     # (a sum of PSD terms; P_f - G F P_f cancels when P_f is large next to L);
     # the last (s = T) is (0, x_{T|T}, P_{T|T}).
     G, FP = _smoother_gains(F, Pf[..., :T], Pp, _stack_last(model.Q))
+    if G is None:
+        # P(t+1|t) nearly singular with a gain that amplifies rounding: the
+        # step-by-step smoother switches to the information or r/N form there
+        return reference_smoother(model, filt)
     g = xf[..., :T] - _mv(G, xp)
     IGF = _eye(n, G.ndim - 2) - _mm(G, F)
     L = _sym(_mm(_mm(IGF, Pf[..., :T]), _tr(IGF))) + _sym(_mm(_mm(G, _stack_last(model.Q)), _tr(G)))

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import kflib.fast
+import kflib.smoother
 import kflib.nonlinear as nl
 from kflib import LinearGaussianSSM, em, kalman_filter, rts_smoother, steady_state
 from kflib.fast import fast_filter, fast_smoother
@@ -161,16 +162,18 @@ CASES = {
         _series(2000, 6, missing=range(1000, 1010)), TOL),
     # a vague trend whose first two steps are missing: the scan's prefix after
     # the gap is a rounded F P F' + Q, so the sequential filter takes the
-    # start (smoothing keeps what a vague P0 mixed by F leaves: ~1e-8 here)
+    # start; the RTS gain P(t+1|t)^{-1} lost 3e-8 here, the smoother's
+    # information form (R > 0) does not
     "trend P0=1e10, first steps missing": (
         LinearGaussianSSM(**LLT, Q=np.diag([1e-2, 1e-4]), R=1, x0=[0, 0], P0=1e10 * np.eye(2)),
-        _series(60, 12, missing=(0, 1, 30), trend=True), 1e-6),
+        _series(60, 12, missing=(0, 1, 30), trend=True), TOL),
     # no process noise: the covariances shrink to the end and never settle.
     # A vague P0 = 1e8 mixed by F rounds P(t+1|t) at 1e-8 of its small
-    # variances, which the smoother's P(t+1|t)^+ sees: 1e-6 there.
+    # variances, which the RTS gain P(t+1|t)^+ saw (2e-8 in P_smooth); the
+    # information form never inverts P(t+1|t).
     "Q=0 trend, P0=1e8, T=400": (
         LinearGaussianSSM(**LLT, Q=np.zeros((2, 2)), R=1, x0=[0, 0], P0=1e8 * np.eye(2)),
-        _series(400, 7, missing=(3, 50, 51, 52), trend=True), 1e-6),
+        _series(400, 7, missing=(3, 50, 51, 52), trend=True), TOL),
 }
 
 
@@ -347,34 +350,36 @@ def test_a_seasonal_block_in_a_rotated_basis():
         assert np.abs(smooth.x_smooth @ model.H.T - signal).max() < 1e-9 * np.abs(signal).max()
 
 
-# -- beyond float64: warned, and still positive semidefinite --------------------------
+# -- vague starts and tiny noise: exact, and positive semidefinite --------------------
 
-def test_ill_conditioned_smoothing_warns_and_stays_psd():
+def test_ill_conditioned_smoothing_is_exact_and_psd():
     # P0 = 1e6 I, Q = diag(1e-12, 1e-14), R = 1e-8: P(t+1|t) has a real variance
-    # 1e-15 of its largest, below what float64 resolves
+    # 1e-15 of its largest, below what float64 resolves. The RTS gain lost
+    # 1e-4 of x_smooth (and warned); the information form does not need it.
     model = LinearGaussianSSM(**LLT, Q=np.diag([1e-12, 1e-14]), R=1e-8, x0=[0, 0],
                               P0=1e6 * np.eye(2))
     y = _series(120, 10, missing=(3, 50, 51, 52), trend=True, scale=1e-3)
     ref = exact_filter_and_smoother(model, y)
     for path in FILTERS:
         filt = FILTERS[path](model, y)
-        # the filters stay exact here
         assert rel_mean(filt.x_filt, ref["x_filt"]) < TOL
         assert rel_cov(filt.P_filt, ref["P_filt"]) < TOL
-        with pytest.warns(ConditioningWarning, match="beyond float64"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
             smooth = SMOOTHERS[path](model, filt)
         for P in (smooth.P_smooth, smooth.P0_smooth[None]):
             eig = np.linalg.eigvalsh(P)
             assert np.all(eig[..., 0] >= -1e-14 * eig[..., -1]), path
-        # and, with the loss it warns of (the slope at the first steps), not nonsense
-        assert rel_mean(smooth.x_smooth, ref["x_smooth"]) < 1e-3
+        assert rel_mean(smooth.x_smooth, ref["x_smooth"]) < TOL, path
+        assert rel_cov(smooth.P_smooth, ref["P_smooth"]) < 10 * TOL, path
+        assert rel_mean(smooth.x0_smooth, ref["x0_smooth"]) < TOL, path
 
 
 @pytest.mark.parametrize("P0", [1e12, 1e16])
-def test_vague_trend_filters_exactly_and_its_smoothing_warns(P0):
+def test_vague_trend_filters_and_smooths_exactly(P0):
     # a local linear trend from P0 = 1e12 I or 1e16 I with the first steps
-    # missing: every filter is exact; the smoother needs P(t+1|t)^-1, whose
-    # small variances float64 does not resolve, and says so
+    # missing: every filter is exact, and so is every smoother (the RTS gain
+    # was 9e-2 off in x_smooth at 1e16 and only warned)
     model = LinearGaussianSSM(**LLT, Q=np.diag([1e-2, 1e-4]), R=1, x0=[0, 0],
                               P0=P0 * np.eye(2))
     y = _series(60, 12, missing=(0, 1, 30), trend=True)
@@ -384,10 +389,28 @@ def test_vague_trend_filters_exactly_and_its_smoothing_warns(P0):
         assert rel_mean(filt.x_filt, ref["x_filt"]) < TOL, path
         assert rel_cov(filt.P_filt, ref["P_filt"]) < TOL, path
         assert abs(filt.loglik - ref["loglik"]) < TOL * abs(ref["loglik"]), path
-        with pytest.warns(ConditioningWarning):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
             smooth = SMOOTHERS[path](model, filt)
+        assert rel_mean(smooth.x_smooth, ref["x_smooth"]) < TOL, path
+        assert rel_cov(smooth.P_smooth, ref["P_smooth"]) < 10 * TOL, path
+        assert rel_mean(smooth.x0_smooth, ref["x0_smooth"]) < TOL, path
+        assert rel_cov(smooth.P0_smooth[None], ref["P0_smooth"][None]) < 10 * TOL, path
         eig = np.linalg.eigvalsh(smooth.P_smooth)
         assert np.all(eig[..., 0] >= -1e-14 * eig[..., -1]), path
+
+
+def test_no_measurement_noise_with_a_vague_start_warns():
+    # R = 0 (no information form) and P0 = 1e16 I (the r/N form cancels, the
+    # RTS gain does not resolve P(t+1|t)): beyond float64, and it says so
+    model, y = _sarimax_111()
+    model = model.replace(P0=1e16 * np.eye(3))
+    for path in FILTERS:
+        filt = FILTERS[path](model, y)
+        with pytest.warns(ConditioningWarning, match="beyond float64"):
+            smooth = SMOOTHERS[path](model, filt)
+        eig = np.linalg.eigvalsh(smooth.P_smooth)
+        assert np.all(eig[..., 0] >= -1e-12 * eig[..., -1]), path
 
 
 def test_a_well_conditioned_model_does_not_warn():
@@ -424,3 +447,129 @@ def test_ekf_with_f_returning_nan_names_the_step():
                             F_jac=lambda x: np.eye(1), H_jac=lambda x: np.eye(1))
     with pytest.raises(ValueError, match=r"f\(x\) is not finite at time index 3"):
         nl.ekf_filter(model, np.ones((5, 1)))
+
+
+# -- a nearly singular P(t+1|t) with real small variances: the r/N form ---------------
+
+def _sarimax_111():
+    """SARIMAX(1,1,1) in state form, no measurement noise, NaNs at 10, 11, 50:
+    P(t+1|t) has an exact zero and a variance decaying like 0.09^t, below what
+    the RTS gain P(t+1|t)^{-1} resolves."""
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal(120)
+    w = np.zeros(120)
+    for t in range(1, 120):
+        w[t] = 0.6 * w[t - 1] + e[t] + 0.3 * e[t - 1]
+    y = np.cumsum(w) + 5.0
+    y[[10, 11, 50]] = np.nan
+    F = np.array([[1.0, 1, 0], [0, 0.6, 1], [0, 0, 0]])
+    Q = np.array([[0, 0, 0], [0, 1, 0.3], [0, 0.3, 0.09]])
+    return LinearGaussianSSM(F=F, H=[[1.0, 1, 0]], Q=Q, R=np.zeros((1, 1)), x0=np.zeros(3),
+                             P0=np.eye(3)), y
+
+
+@pytest.mark.parametrize("path", FILTERS)
+def test_nearly_singular_predicted_covariance_smooths_exactly(path):
+    # the RTS gain alone was 2.6e-4 off in P_smooth (and 1e-8 in x_smooth)
+    model, y = _sarimax_111()
+    ref = exact_filter_and_smoother(model, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smooth = SMOOTHERS[path](model, FILTERS[path](model, y))
+    scale = np.abs(ref["P_smooth"]).max()
+    assert rel_mean(smooth.x_smooth, ref["x_smooth"]) < TOL, "x_smooth"
+    assert np.abs(smooth.P_smooth - ref["P_smooth"]).max() < TOL * scale, "P_smooth"
+    assert rel_mean(smooth.x0_smooth, ref["x0_smooth"]) < TOL, "x0_smooth"
+    assert np.abs(smooth.P0_smooth - ref["P0_smooth"]).max() < TOL * scale, "P0_smooth"
+
+
+def test_nearly_singular_predicted_covariance_against_statsmodels():
+    from statsmodels.tsa.statespace.kalman_smoother import KalmanSmoother
+    model, y = _sarimax_111()
+    smooth = rts_smoother(model, kalman_filter(model, y))
+    ssm = KalmanSmoother(k_endog=1, k_states=3, k_posdef=3)
+    ssm.bind(np.ascontiguousarray(y[:, None]))
+    ssm["transition"], ssm["design"], ssm["selection"] = model.F, model.H, np.eye(3)
+    ssm["state_cov"], ssm["obs_cov"] = model.Q, model.R
+    F = model.F
+    ssm.initialize_known(F @ model.x0, F @ model.P0 @ F.T + model.Q)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ssm.smooth()
+    assert np.abs(smooth.P_smooth - np.moveaxis(ref.smoothed_state_cov, -1, 0)).max() < 1e-9
+    assert np.abs(smooth.x_smooth - ref.smoothed_state.T).max() < 1e-9 * np.abs(y[~np.isnan(y)]).max()
+
+
+def test_lag_one_covariance_of_the_r_N_form_is_dense_conditioning():
+    # Cov(x_{t+1}, x_t | y) = (I - P_{t+1|t} N_{t+1}) F P_{t|t} (D&K 4.69 with
+    # L_t P_t = F P_{t|t}), checked on a short SARIMAX whose steps take that form
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_dense_conditioning import condition, joint_gaussian
+    model, y = _sarimax_111()
+    T = 14
+    y = y[:T]
+    smooth = kflib.smoother.reference_smoother(model, kalman_filter(model, y))
+    mean, cov = joint_gaussian(model, T)
+    n = model.n
+    nx = (T + 1) * n
+    obs = ~np.isnan(y)
+    mu, Sig = condition(mean, cov, nx + np.flatnonzero(obs), y[obs])
+    for t in range(T):                             # x_{t+1} (array index t) and x_t
+        i, j = (t + 1) * n, t * n
+        lag = Sig[i:i + n, j:j + n]
+        assert np.abs(smooth.P_lag1[t] - lag).max() < 1e-9, t
+        assert np.abs(smooth.P_smooth[t] - Sig[i:i + n, i:i + n]).max() < 1e-9, t
+    assert np.abs(smooth.x0_smooth - mu[:n]).max() < 1e-9
+
+
+def test_wpi1_ar3_without_measurement_noise_does_not_warn():
+    # P(t+1|t) = Q is exactly rank 1 there: the pseudo-inverse is exact, and
+    # the result reproduces KFAS (tests/test_external_references.py)
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_external_references as ext
+    for name in ("wpi1_ar3", "wpi1_missing_ar3"):
+        c = ext.case(name, "x0")
+        for path in FILTERS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                SMOOTHERS[path](c.model, FILTERS[path](c.model, c.y))
+
+
+def test_conditioning_warning_is_exported():
+    import kflib as k
+    assert k.ConditioningWarning is ConditioningWarning and "ConditioningWarning" in k.__all__
+
+
+def test_lag_one_covariance_of_the_information_form_is_dense_conditioning():
+    # Cov(x_{t+1}, x_t | y) = (I + Q A_{t+1})^{-1} F P_{t|T} (the regression of
+    # x_{t+1} on x_t given y): a level and two known fixed states in a rotated
+    # basis, so that P(t+1|t) is singular at every step and every step takes
+    # the information form
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_dense_conditioning import condition, joint_gaussian
+    rng = np.random.default_rng(0)
+    T = 12
+    y = rng.standard_normal(T)
+    y[4] = np.nan
+    base = LinearGaussianSSM(F=np.diag([0.9, 1.0, 1.0]), H=[[1.0, 1.0, 0.5]],
+                             Q=np.diag([0.3, 0.0, 0.0]), R=1.0, x0=[0.0, 1.0, -1.0],
+                             P0=np.diag([2.0, 0.0, 0.0]))
+    model = _rotated(base, np.linalg.qr(rng.standard_normal((3, 3)))[0])
+    smooth = kflib.smoother.reference_smoother(model, kalman_filter(model, y))
+    mean, cov = joint_gaussian(model, T)
+    n = model.n
+    obs = ~np.isnan(y)
+    mu, Sig = condition(mean, cov, (T + 1) * n + np.flatnonzero(obs), y[obs])
+    for t in range(T):                             # x_{t+1} (array index t) and x_t
+        i, j = (t + 1) * n, t * n
+        assert np.abs(smooth.P_lag1[t] - Sig[i:i + n, j:j + n]).max() < 1e-12, t
+        assert np.abs(smooth.P_smooth[t] - Sig[i:i + n, i:i + n]).max() < 1e-12, t
+        assert np.abs(smooth.x_smooth[t] - mu[i:i + n]).max() < 1e-12, t
+    assert np.abs(smooth.x0_smooth - mu[:n]).max() < 1e-12
+    assert np.abs(smooth.P0_smooth - Sig[:n, :n]).max() < 1e-12

@@ -110,3 +110,28 @@ def test_progress_bar_does_not_change_the_result():
     np.testing.assert_array_equal(quiet.loglik_history, shown.loglik_history)
     np.testing.assert_array_equal(quiet.model.Q, shown.model.Q)
     np.testing.assert_array_equal(quiet.model.R, shown.model.R)
+
+
+# -- what the M-step does not model is refused, not fitted wrongly -----------------
+
+def test_em_refuses_intercepts():
+    # c = 3, d = 10, true Q = R = 0.5: the M-step, written without intercepts,
+    # returned Q = 35.2 and R = 134.7
+    from kflib import LinearGaussianSSM
+    true = LinearGaussianSSM(F=0.9, H=1, Q=0.5, R=0.5, x0=0, P0=1, c=[3.0], d=[10.0])
+    _, y = simulate(true, 200, rng=np.random.default_rng(0))
+    for kw, name in ((dict(c=[3.0], d=[10.0]), "c and d"), (dict(c=[3.0]), "c"),
+                     (dict(d=[10.0]), "d")):
+        start = LinearGaussianSSM(F=0.9, H=1, Q=1, R=1, x0=0, P0=1, **kw)
+        with pytest.raises(ValueError, match=f"em does not support the intercepts? {name} "):
+            em(y, start, n_iter=3)
+
+
+@pytest.mark.parametrize("start,what", [(dict(a1=0, P1=1), "a1, P1"),
+                                        (dict(diffuse=True), "an exact diffuse start")])
+def test_em_refuses_a_start_at_time_1(start, what):
+    from kflib import LinearGaussianSSM
+    model = LinearGaussianSSM(F=0.9, H=1, Q=1, R=1, **start)
+    y = np.random.default_rng(1).standard_normal(30)
+    with pytest.raises(ValueError, match=f"em needs a model started at time 0.*{what}"):
+        em(y, model, n_iter=3)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kflib import kalman_filter, models, rts_smoother, simulate
+from kflib import models, reference_filter, reference_smoother, simulate
 from kflib.fast import fast_filter, fast_smoother, linear_recursion
 from conftest import random_model
 
@@ -50,13 +50,13 @@ def test_fast_filter_and_smoother_equal_the_reference(case, rng):
         y = np.stack([simulate(model, T, rng=rng)[1] for _ in range(4)])
     else:
         y = simulate(model, T, rng=rng, u=u)[1]
-    ref = kalman_filter(model, y, u=u)
+    ref = reference_filter(model, y, u=u)
     got = fast_filter(model, y, u=u)
     assert_same(got, ref, F_FIELDS)
     np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-11)
     np.testing.assert_allclose(got.innovations, ref.innovations, rtol=1e-9,
                                atol=1e-9 * np.abs(ref.innovations).max())
-    assert_same(fast_smoother(model, got), rts_smoother(model, ref), S_FIELDS)
+    assert_same(fast_smoother(model, got), reference_smoother(model, ref), S_FIELDS)
 
 
 def test_fallbacks_for_missing_values_and_short_series(rng):
@@ -64,9 +64,39 @@ def test_fallbacks_for_missing_values_and_short_series(rng):
     y = simulate(model, 300, rng=rng)[1]
     y[100, 0] = np.nan
     # missing values take the associative scan (kflib.scan): equal to round-off
-    assert_same(fast_filter(model, y), kalman_filter(model, y), F_FIELDS, tol=1e-9)
+    assert_same(fast_filter(model, y), reference_filter(model, y), F_FIELDS, tol=1e-9)
     short = y[:3]
     short = np.nan_to_num(short)
     f = fast_filter(model, short)
-    assert_same(f, kalman_filter(model, short), F_FIELDS, tol=1e-14)
-    assert_same(fast_smoother(model, f), rts_smoother(model, f), S_FIELDS, tol=1e-14)
+    assert_same(f, reference_filter(model, short), F_FIELDS, tol=1e-14)
+    assert_same(fast_smoother(model, f), reference_smoother(model, f), S_FIELDS, tol=1e-14)
+
+
+@pytest.mark.parametrize("case", ["cv", "controls, batch"])
+def test_compiled_and_numpy_means_give_the_same_numbers(case, rng, monkeypatch):
+    """The optional compiled loops (numba) and the blocked numpy products."""
+    import kflib.fast
+    if not kflib.fast._kernels.AVAILABLE:
+        pytest.skip("numba is not installed: only the numpy path exists")
+    u = None
+    if case == "cv":
+        model = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+        y = simulate(model, 3000, rng=rng)[1]
+    else:
+        model = random_model(rng, 2, 1, r=1)
+        u = rng.standard_normal((8, 400, 1))
+        y = np.stack([simulate(model, 400, rng=rng, u=u[i])[1] for i in range(8)])
+    monkeypatch.setattr(kflib.fast, "COMPILED_ABOVE", 0)
+    got = fast_filter(model, y, u=u)
+    got_s = fast_smoother(model, got)
+    monkeypatch.setattr(kflib.fast, "COMPILED", False)
+    ref = fast_filter(model, y, u=u)
+    assert_same(got, ref, F_FIELDS, tol=1e-12)
+    np.testing.assert_allclose(got.innovations, ref.innovations, rtol=1e-10,
+                               atol=1e-12 * np.abs(ref.innovations).max())
+    np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-13)
+    assert_same(got_s, fast_smoother(model, ref), S_FIELDS, tol=1e-12)
+    # and both are the step-by-step filter's numbers
+    step = reference_filter(model, y, u=u)
+    assert_same(got, step, F_FIELDS, tol=1e-12)
+    assert_same(got_s, reference_smoother(model, step), S_FIELDS, tol=1e-12)

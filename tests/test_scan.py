@@ -1,6 +1,6 @@
 """The associative-scan filter and smoother equal the sequential reference.
 
-The reference is kflib.kalman_filter / kflib.rts_smoother, which are tested
+The reference is kflib.reference_filter / kflib.reference_smoother, which are tested
 against statsmodels and dense joint-Gaussian conditioning elsewhere.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kflib.fast
-from kflib import LinearGaussianSSM, kalman_filter, models, rts_smoother, simulate
+from kflib import LinearGaussianSSM, models, reference_filter, reference_smoother, simulate
 from kflib.fast import fast_filter, fast_smoother
 from kflib.scan import _inverse, scan_filter, scan_smoother
 from conftest import random_cov, random_model
@@ -30,13 +30,13 @@ def assert_same(got, ref, fields, tol=1e-9):
 def assert_filter_and_smoother_match(model, y, u=None, fallback=False):
     """Compare with the reference; ``fallback``: whether scan_filter is expected
     to hand over to the sequential filter (a spy checks it did or did not)."""
-    ref = kalman_filter(model, y, u=u)
-    with mock.patch("kflib.scan.kalman_filter", wraps=kalman_filter) as sequential:
+    ref = reference_filter(model, y, u=u)
+    with mock.patch("kflib.scan.reference_filter", wraps=reference_filter) as sequential:
         got = scan_filter(model, y, u=u)
     assert sequential.called == fallback
     assert_same(got, ref, F_FIELDS)
     np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-9)
-    ref_s = rts_smoother(model, ref)
+    ref_s = reference_smoother(model, ref)
     assert_same(scan_smoother(model, got), ref_s, S_FIELDS)
     # the smoother accepts any FilterResult of the model
     assert_same(scan_smoother(model, ref), ref_s, S_FIELDS)
@@ -163,7 +163,7 @@ def test_not_positive_definite_innovation_covariance_raises_like_the_reference(r
                               R=[[0.0]], x0=[0.0, 0.0], P0=np.eye(2))
     y = rng.standard_normal((10, 1))
     with pytest.raises(np.linalg.LinAlgError) as ref:
-        kalman_filter(model, y)
+        reference_filter(model, y)
     with pytest.raises(np.linalg.LinAlgError) as got:
         scan_filter(model, y)
     assert str(got.value) == str(ref.value)
@@ -203,7 +203,7 @@ def test_bad_input_fails_like_the_reference(rng):
     ]
     for args in bad:
         with pytest.raises((TypeError, ValueError)) as ref:
-            kalman_filter(*args)
+            reference_filter(*args)
         with pytest.raises(type(ref.value)) as got:
             scan_filter(*args)
         assert str(got.value) == str(ref.value)
@@ -238,9 +238,9 @@ def test_fast_paths_take_the_scan_on_missing_data_and_time_varying_models(rng, m
         if not model.time_varying:
             y = punch_holes(rng, y)
         calls.clear()
-        ref = kalman_filter(model, y)
+        ref = reference_filter(model, y)
         got = fast_filter(model, y)
         assert_same(got, ref, F_FIELDS)
         np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-9)
-        assert_same(fast_smoother(model, got), rts_smoother(model, ref), S_FIELDS)
+        assert_same(fast_smoother(model, got), reference_smoother(model, ref), S_FIELDS)
         assert calls == ["scan_filter", "scan_smoother"]
