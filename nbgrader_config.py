@@ -8,9 +8,10 @@ The course root is the directory of this file (the repository):
         submitted/<student>/<assignment>/
         autograded/<student>/<assignment>/
         feedback/<student>/<assignment>/
-        downloaded/<assignment>/archive/   submissions downloaded from an LMS (zip_collect)
+        downloaded/<assignment>/archive/   downloads from an LMS, read by grader/intake.py
+        attempts/<assignment>/<student>/   every attempt taken in, kept once
         gradebook.db               the SQLite gradebook
-        grades.csv                 written by `nbgrader export`
+        grades.csv                 written by `make grade` from the gradebook
 
 Run nbgrader from the repository root, e.g.
 
@@ -46,7 +47,8 @@ c.CourseDirectory.feedback_directory = os.path.join("grading", "feedback")
 c.CourseDirectory.solution_directory = os.path.join("grading", "solution")
 c.CourseDirectory.source_with_tests_directory = os.path.join("grading", "source_with_tests")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(GRADING, "gradebook.db")
-# `nbgrader zip_collect` reads archives from grading/downloaded/<assignment>/archive/.
+# Downloads are read from grading/downloaded/<assignment>/archive/ by the grader's
+# intake (grader/intake.py); `nbgrader zip_collect` would read the same folder.
 c.ZipCollectApp.downloaded_directory = os.path.join("grading", "downloaded")
 # `nbgrader export` writes the grades table here (default: grades.csv in the cwd).
 c.ExportPlugin.to = os.path.join(GRADING, "grades.csv")

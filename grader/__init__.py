@@ -1,6 +1,7 @@
 """Trusted grading of the course's nbgrader assignments: `make grade` (python -m grader).
 
     cli.py       the command line (python -m grader --help)
+    intake.py    LMS downloads -> one attempt per student (Canvas, Moodle, Blackboard, plain)
     pipeline.py  intake, nbgrader autograde, trusted checks, gradebook, feedback, export, report
     nbg.py       nbgrader's commands: sandboxed on a work copy, or on the real course
     course.py    source/release notebooks, parts and points; reading submissions untrusted

@@ -8,16 +8,26 @@ notebook from trusted parts only:
 * the RELEASE notebook's cells (text, visible tests -- never the hidden ones);
 * the student's answer cells (their own source), without outputs;
 * under each test cell, one output: the trusted check's score and message for
-  that part (scores and what is wrong, never expected values);
+  that part (scores and what is wrong, never expected values) and, for a part
+  that failed, the message of the notebook's own visible test that failed in
+  nbgrader's run -- only a message written in the release's visible tests,
+  matched against them, never other text of that run;
 
 and generate_feedback adds the scores per cell from the gradebook, where the
-trusted scores are. Everything a student wrote goes into code cells or plain
+trusted scores are. The pages then load nothing from the network: nbconvert's
+MathJax from a CDN is replaced by the MathJax 3 of sphinx-mathjax-offline (as
+the book uses), copied once to grading/feedback/_static/mathjax/. Everything a student wrote goes into code cells or plain
 text outputs, which the HTML escapes.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import json
+import re
+import shutil
+from pathlib import Path
 
 import nbformat
 
@@ -59,9 +69,13 @@ def build(assignment: Assignment, sub: Submission | None, lay: Layout | None,
     return nb
 
 
-def part_message(summary: str, details: list[str]) -> str:
+def part_message(summary: str, details: list[str], visible: str = "") -> str:
+    """visible: the message of the notebook's own visible test that failed ('' if none)."""
     lines = ["Trusted check: " + summary]
     lines += ["  - " + d for d in details]
+    if visible:
+        lines.append("The visible test in your notebook says:")
+        lines += ["  " + ln for ln in visible.splitlines()]
     return "\n".join(lines)
 
 
@@ -81,3 +95,145 @@ def header_text(assignment: Assignment, rows: list[tuple[str, float, float, str]
                  "ones you have not seen, and comparing the results with the course library.")
     return "\n".join(lines)
 
+
+# --------------------------------------------------------------------------
+# the visible tests' own messages
+
+
+_PLACEHOLDER = r"[\w(), .+\-\[\]]{0,40}"        # what an f-string's {...} may stand for
+
+
+def release_messages(source: str) -> list[re.Pattern]:
+    """The messages the release's visible test cell can print when it fails: the
+    message of every `assert`, and every `err_msg=` / `msg=` string, as patterns
+    (an f-string's fields match short numbers and shapes only)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and node.msg is not None:
+            found.append(node.msg)
+        elif isinstance(node, ast.Call):
+            found += [kw.value for kw in node.keywords if kw.arg in ("err_msg", "msg")]
+            if isinstance(node.func, ast.Name) and node.func.id == "AssertionError" and node.args:
+                found.append(node.args[0])
+    patterns = []
+    for node in found:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip():
+            patterns.append(re.compile(re.escape(node.value)))
+        elif isinstance(node, ast.JoinedStr):
+            bits = [re.escape(v.value) if isinstance(v, ast.Constant) else _PLACEHOLDER
+                    for v in node.values]
+            if any(isinstance(v, ast.Constant) and len(v.value.strip()) >= 8 for v in node.values):
+                patterns.append(re.compile("".join(bits)))
+    return patterns
+
+
+def visible_messages(assignment: Assignment, autograded: Path | None) -> dict[str, str]:
+    """part -> the message of its visible test that failed in nbgrader's run.
+
+    Only the release's own messages are ever taken (matched against the patterns of
+    `release_messages`), never other text of that run: student code ran in it and
+    can print anything, and the hidden tests' messages may hold expected values."""
+    if autograded is None or not autograded.is_file():
+        return {}
+    try:
+        nb = json.loads(autograded.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+    except Exception:                                  # noqa: BLE001 -- nbgrader's run, untrusted
+        return {}
+    patterns = {tid: release_messages(src) for tid, src in assignment.release_tests.items()}
+    out: dict[str, str] = {}
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        tid = nbgrader_meta(cell).get("grade_id")
+        part = assignment.part_of_test(tid) if isinstance(tid, str) else None
+        if part is None or part in out or tid not in patterns:
+            continue
+        for o in cell.get("outputs") or []:
+            if not isinstance(o, dict) or o.get("output_type") != "error":
+                continue
+            text = str(o.get("evalue", ""))[:20000]
+            hits = [m.group(0) for p in patterns[tid] for m in [p.search(text)] if m]
+            if hits:
+                out[part] = max(hits, key=len).strip()
+                break
+    return out
+
+
+# --------------------------------------------------------------------------
+# MathJax served beside the feedback, never from a CDN
+
+STATIC = "_static"                             # grading/feedback/_static/mathjax/
+_MJ_FILES = ("tex-svg.js", "input/tex/extensions")
+_MJ_CONFIG = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+              "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, "
+              "processEnvironments: true}};</script>")
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script>", re.I)
+_MJ2_CONFIG = re.compile(r"<script\b[^>]*type=[\"']text/x-mathjax-config[\"'][^>]*>.*?</script>", re.I | re.S)
+_REMOTE_LINK = re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.I)
+
+
+def mathjax_source() -> Path | None:
+    """The MathJax 3 of the sphinx-mathjax-offline package (what the book serves), if installed."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("sphinx-mathjax-offline")
+    except metadata.PackageNotFoundError:
+        return None
+    folder = Path(str(dist.locate_file("sphinx-mathjax-offline/static/mathjax")))
+    return folder if (folder / "tex-svg.js").is_file() else None
+
+
+def install_mathjax(feedback_dir: Path) -> Path | None:
+    """Copy MathJax (tex-svg.js and the TeX extensions it loads) to
+    <feedback_dir>/_static/mathjax/; returns that folder, or None without MathJax."""
+    src = mathjax_source()
+    if src is None:
+        return None
+    dest = feedback_dir / STATIC / "mathjax"
+    for rel in _MJ_FILES:
+        s, d = src / rel, dest / rel
+        if s.is_dir():
+            shutil.copytree(s, d, dirs_exist_ok=True)
+        elif not d.is_file() or d.stat().st_size != s.stat().st_size:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(s, d)
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+def localize(html: str, mathjax_url: str | None) -> str:
+    """The page with no script or style sheet from the network: nbconvert's MathJax 2
+    from a CDN becomes the local MathJax 3 at mathjax_url (a relative URL), or is
+    dropped when there is none (formulas then show as TeX)."""
+    html = _MJ2_CONFIG.sub("", html)
+    local = (_MJ_CONFIG + f'\n<script defer src="{mathjax_url}"></script>') if mathjax_url else ""
+    done = [False]
+
+    def swap(m):
+        if "mathjax" in m.group(0).lower() and not done[0]:
+            done[0] = True
+            return local
+        return ""
+    html = _REMOTE_SCRIPT.sub(swap, html)
+    return _REMOTE_LINK.sub("", html)
+
+
+def localize_pages(feedback_dir: Path, pages: list[Path]) -> None:
+    """Rewrite the given feedback pages (grading/feedback/<student>/<a>/<nb>.html)."""
+    mj = install_mathjax(feedback_dir)
+    for page in pages:
+        rel = None
+        if mj is not None:
+            rel = Path(*[".."] * (len(page.relative_to(feedback_dir).parts) - 1), STATIC, "mathjax",
+                       "tex-svg.js").as_posix()
+        text = page.read_text(encoding="utf-8")
+        new = localize(text, rel)
+        if new != text:
+            page.write_text(new, encoding="utf-8")

@@ -3,8 +3,7 @@
 Two kinds of runs:
 
 * On a WORK copy of the course (a scratch folder), inside the sandbox: the
-  commands that execute or unpack student files -- ``zip_collect`` and
-  ``autograde``. The kernel that runs a student's notebook then sees only that
+  command that executes student files, ``autograde``. The kernel that runs a student's notebook then sees only that
   copy (its own gradebook, holding this one assignment; the copies of the
   submissions), the Python installation and kflib, read-only; no network but
   loopback; and it cannot reach the repository, the real gradebook or the real
@@ -12,8 +11,10 @@ Two kinds of runs:
 * On the real course, outside the sandbox: the commands that only read the
   instructor's files and the grader's results -- ``generate_assignment`` (into a
   scratch release folder, to keep the assignment in the real gradebook up to
-  date), ``generate_feedback`` (from the sanitized notebooks the grader
-  builds) and ``export``.
+  date) and ``generate_feedback`` (from the sanitized notebooks the grader
+  builds). The gradebook is nbgrader's configured ``db_url`` (any SQLAlchemy
+  URL; SQLite by default), read and written only by this process; grades.csv
+  is written from it here (`export`).
 
 SQLite's gradebook is not safe for concurrent writers, so every write is
 serialised: one ``autograde`` call per assignment, one assignment after the
@@ -33,9 +34,72 @@ from pathlib import Path
 from . import sandbox
 
 BIN = str(Path(sandbox.PYTHON).parent)
-# zip_collect's file-name pattern when nbgrader_config.py sets none: files named
-# <student>_<notebook>.ipynb, with anything between (Canvas: <name>_<id>_<id>_<file>).
-DEFAULT_NAMED_REGEXP = r".*/(?P<student_id>[^/_]+)_(?:[^/]*_)?(?P<file_id>[^/_]+\.ipynb)$"
+
+
+class GradebookError(RuntimeError):
+    """The configured gradebook cannot be opened."""
+
+
+def configured(root: Path):
+    """nbgrader's CourseDirectory as nbgrader itself configures it when run in `root`:
+    the nbgrader_config.py files of Jupyter's config path, then root's (which wins)."""
+    from jupyter_core.paths import jupyter_config_path
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    cfg = Config()
+    for folder in [*reversed(jupyter_config_path()), str(root)]:
+        if (Path(folder) / "nbgrader_config.py").is_file():
+            cfg.merge(PyFileConfigLoader("nbgrader_config.py", path=folder).load_config())
+    cd = CourseDirectory(config=cfg)
+    if not cd.root:
+        cd.root = str(root)
+    return cd
+
+
+def db_url(root: Path) -> str:
+    """The gradebook's URL: CourseDirectory.db_url as configured (nbgrader's default
+    sqlite:///<course root>/gradebook.db when nothing sets it)."""
+    return configured(root).db_url
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:                          # noqa: BLE001 -- not even a URL
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def check_gradebook(root: Path) -> str:
+    """Open the configured gradebook once (nbgrader creates its tables if need be);
+    GradebookError with a clear message if that fails. Returns the URL."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    try:
+        url = db_url(root)
+    except Exception as exc:                   # noqa: BLE001 -- a broken nbgrader_config.py
+        raise GradebookError(f"cannot read the gradebook's db_url from nbgrader_config.py: "
+                             f"{type(exc).__name__}: {exc}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Gradebook(url) as gb:
+                gb.students                    # one query: the database answers
+    except Exception as exc:                   # noqa: BLE001 -- no driver, no server, no file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise GradebookError(
+            f"cannot open the gradebook {shown_url(url)} (CourseDirectory.db_url in "
+            f"nbgrader_config.py): {type(exc).__name__}: {first[:300]}. Nothing was graded.") from None
+    return url
+
+
+def work_db_url(course: Path) -> str:
+    return "sqlite:///" + str(course / "grading" / "gradebook.db")
 
 
 def env_for_nbgrader(home: Path | None = None) -> dict[str, str]:
@@ -58,6 +122,11 @@ def make_work_course(root: Path, work: Path, assignment: str) -> Path:
     course = work / "course"
     course.mkdir(parents=True)
     shutil.copy2(root / "nbgrader_config.py", course / "nbgrader_config.py")
+    # whatever db_url the course uses, the work copy has its own SQLite gradebook
+    # (student code runs next to it; the real gradebook is never in reach)
+    with open(course / "nbgrader_config.py", "a") as fh:
+        fh.write("\n# added by the grader for its scratch copy\n"
+                 f"c.CourseDirectory.db_url = {work_db_url(course)!r}\n")
     shutil.copytree(root / "solutions" / assignment, course / "solutions" / assignment,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     proc = run(["generate_assignment", assignment, "--force", "--log-level=WARN"], course)
@@ -137,24 +206,6 @@ def autograde(course: Path, assignment: str, mode: str, *, n_submissions: int, n
                               "--log-level=INFO"], mode, wall=wall)
 
 
-def zip_collect(course: Path, assignment: str, mode: str, named_regexp: str | None) -> SandboxedRun:
-    args = ["zip_collect", assignment, "--force", "--log-level=INFO"]
-    if named_regexp:
-        args.append(f"--FileNameCollectorPlugin.named_regexp={named_regexp}")
-    return sandboxed(course, args, mode, wall=600, memory_mb=2048)
-
-
-def configured_named_regexp(root: Path) -> str:
-    """FileNameCollectorPlugin.named_regexp as nbgrader_config.py sets it ('' if unset)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    try:
-        cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-        return str(cfg.FileNameCollectorPlugin.get("named_regexp", "") or "")
-    except Exception:                         # noqa: BLE001
-        return ""
-
-
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Entry|Died)\b")
 _PROCESSING = re.compile(r"There was an error processing assignment: (.+)$")
 _SUBMITTED = re.compile(r"[/\\]submitted[/\\]([^/\\]+)[/\\]")
@@ -199,9 +250,8 @@ def read_scores(course: Path, assignment: str, notebook: str, students: list[str
     from nbgrader.api import Gradebook, MissingEntry
 
     scores: dict[str, dict[str, float | None]] = {}
-    db = course / "grading" / "gradebook.db"
     try:
-        with Gradebook("sqlite:///" + str(db)) as gb:
+        with Gradebook(work_db_url(course)) as gb:
             for student in students:
                 try:
                     nb = gb.find_submission_notebook(notebook, assignment, student)
@@ -241,7 +291,7 @@ def record(root: Path, assignment: str, notebook: str, entries: list[dict]) -> d
     errors = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # SQLAlchemy chatter inside nbgrader's API
-        with Gradebook("sqlite:///" + str(root / "grading" / "gradebook.db")) as gb:
+        with Gradebook(db_url(root)) as gb:
             for e in entries:
                 try:
                     gb.update_or_create_student(e["student"])
@@ -266,5 +316,72 @@ def generate_feedback(root: Path, assignment: str, staging: Path) -> subprocess.
                 f"--CourseDirectory.autograded_directory={staging}"], root)
 
 
-def export(root: Path, to: Path) -> subprocess.CompletedProcess:
-    return run(["export", f"--ExportPlugin.to={to}", "--log-level=WARN"], root)
+def remove_submissions(root: Path, assignment: str, students: list[str]) -> dict[str, str]:
+    """Take submissions out of the gradebook (withdrawn, or no longer decidable), so that
+    grades.csv shows no grade for them. Returns student -> error, if any."""
+    import warnings
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    errors = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(db_url(root)) as gb:
+            for student in students:
+                try:
+                    gb.update_or_create_student(student)     # a row in grades.csv, blank
+                    gb.remove_submission(assignment, student)
+                except MissingEntry:
+                    pass
+                except Exception as exc:       # noqa: BLE001
+                    gb.db.rollback()
+                    errors[student] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
+GRADES_FIELDS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name",
+                 "email", "raw_score", "late_submission_penalty", "score", "max_score"]
+
+
+def export(root: Path, to: Path) -> int:
+    """grades.csv from the gradebook: nbgrader's export columns, one row per assignment
+    and student; the score cells are blank (not 0) where a student has no submission.
+    UTF-8 with a byte-order mark (Excel reads it as UTF-8), CRLF line ends. Returns the
+    number of rows."""
+    import csv
+    import warnings
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from .intake import spreadsheet_safe
+
+    fmt = lambda v: "" if v is None else str(v)                                # noqa: E731
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(db_url(root)) as gb:
+            for a in gb.assignments:
+                for st in gb.students:
+                    row = {"assignment": a.name, "duedate": fmt(a.duedate), "student_id": st.id,
+                           "last_name": fmt(st.last_name), "first_name": fmt(st.first_name),
+                           "email": fmt(st.email), "max_score": fmt(a.max_score),
+                           "timestamp": "", "raw_score": "", "late_submission_penalty": "", "score": ""}
+                    try:
+                        sub = gb.find_submission(a.name, st.id)
+                    except MissingEntry:
+                        pass
+                    else:
+                        penalty = sub.late_submission_penalty or 0.0
+                        row.update(timestamp=fmt(sub.timestamp), raw_score=fmt(sub.score),
+                                   late_submission_penalty=fmt(penalty),
+                                   score=fmt(max(0.0, sub.score - penalty)))
+                    rows.append(row)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = to.with_name(to.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.DictWriter(fh, fieldnames=GRADES_FIELDS)
+        w.writeheader()
+        for row in rows:
+            w.writerow(spreadsheet_safe(row))
+    tmp.replace(to)
+    return len(rows)

@@ -1,13 +1,14 @@
 """`make grade`: every assignment with submissions, from intake to grades.csv.
 
 For each assignment that has submissions (grading/submitted/<student>/<a>/, or
-archives in grading/downloaded/<a>/archive/):
+LMS downloads in grading/downloaded/<a>/archive/):
 
-1. intake: unpack LMS archives with `nbgrader zip_collect` (in the sandbox, on a
-   work copy); new students' notebooks are added to grading/submitted/ (an
-   existing submission is never replaced); every submission is then copied to
-   the work copy -- the originals are only ever read, and their checksums are
-   compared before and after;
+1. intake (grader/intake.py): every file of the downloads is attributed to a
+   student or listed with the reason it is not; one attempt per student is
+   chosen by a visible rule (latest by default); each new attempt is kept under
+   grading/attempts/; the chosen one (or the notebook the instructor placed in
+   grading/submitted/, which wins) is copied to the work copy -- the originals
+   are only ever read, and their checksums are compared before and after;
 2. `nbgrader autograde` on the work copy, in the sandbox, one assignment at a
    time (the gradebook is SQLite: no concurrent writers); meanwhile
 3. the trusted check of every submission (grader/trusted.py), --jobs at a time;
@@ -15,17 +16,20 @@ archives in grading/downloaded/<a>/archive/):
    (manual_score, which nbgrader's totals, feedback and export use);
 5. feedback: sanitized notebooks (grader/feedback.py) -> `nbgrader generate_feedback`
    -> grading/feedback/<student>/<a>/<notebook>.html;
-6. `nbgrader export` -> grading/grades.csv, and grading/report.csv with one row
-   per student and assignment (nbgrader's score, the trusted score, flags).
+6. grading/grades.csv from the gradebook (nbgrader export's columns; blank where a
+   student has no submission), grading/report.csv with one row per student and
+   assignment (nbgrader's score, the trusted score, flags; kept for assignments not
+   graded in this run) and one per file that could not be attributed, and
+   grading/intake.csv with every attempt and which one was graded.
 
 A bad submission never stops the run; every submission that could not be
-graded is listed with the reason.
+graded and every file that could not be attributed is listed with the reason,
+and `Summary.failures` counts them (the command's exit status).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
 import importlib
 import os
 import pkgutil
@@ -39,12 +43,14 @@ from pathlib import Path
 
 import nbformat
 
-from . import feedback, nbg, sandbox, spec as specs
+from . import feedback, intake as intakes, nbg, sandbox, spec as specs
 from .course import Assignment, Layout, Submission, layout, load_assignment, read_submission, sha256
 from .trusted import Settings, TrustedChecker, TrustedResult
 
 REPORT_FIELDS = ["assignment", "student", "status", "nbgrader_score", "trusted_score", "max_score",
-                 "grade", "flags", "reasons", "notes", "notebook_sha256", "seconds"]
+                 "grade", "flags", "reasons", "notes", "attempt", "submitted_at", "late", "source",
+                 "notebook_sha256", "seconds"]
+NOT_GRADED = ("not graded", "not attributed")    # statuses that make the exit status non-zero
 
 
 @dataclass
@@ -58,13 +64,14 @@ class Options:
     budget: float = 300.0             # per submission, trusted check
     keep_work: bool = False
     skip_nbgrader: bool = False       # benchmarks of the trusted check alone
+    attempt_rule: str | None = None   # None: grading/intake.toml's rule, else "latest"
 
 
 @dataclass
 class Row:
     assignment: str
     student: str
-    status: str = "graded"                        # graded | not graded
+    status: str = "graded"                        # graded | not graded | withdrawn | not attributed
     nbgrader_score: float | None = None
     trusted_score: float | None = None
     max_score: float = 0.0
@@ -74,6 +81,10 @@ class Row:
     seconds: float = 0.0
     part_nbgrader: dict[str, float | None] = field(default_factory=dict)
     part_trusted: dict[str, float] = field(default_factory=dict)
+    attempt: str = ""                             # "2 of 3" (downloaded attempts), "by hand"
+    submitted_at: str = ""
+    late: str = ""                                # why it is late ("" if not)
+    source: str = ""                              # where the graded file came from
 
     @property
     def grade(self) -> float | None:
@@ -94,8 +105,9 @@ class Row:
                 "max_score": fmt(self.max_score), "grade": fmt(self.grade),
                 "flags": ";".join(self.flag_codes),
                 "reasons": " | ".join(f"{c}: {r}" for c, r in self.flags),
-                "notes": " | ".join(self.notes), "notebook_sha256": self.sha,
-                "seconds": f"{self.seconds:.1f}"}
+                "notes": " | ".join(self.notes), "attempt": self.attempt,
+                "submitted_at": self.submitted_at, "late": self.late, "source": self.source,
+                "notebook_sha256": self.sha, "seconds": f"{self.seconds:.1f}" if self.seconds else ""}
 
 
 @dataclass
@@ -105,6 +117,26 @@ class Summary:
     isolation: str
     work: Path | None
     timings: dict[str, float] = field(default_factory=dict)
+    intakes: dict[str, "intakes.Intake"] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Row]:
+        """Submissions that could not be graded and files that could not be attributed."""
+        return [r for r in self.rows if r.status in NOT_GRADED]
+
+    def last_line(self) -> str:
+        graded = sum(r.status == "graded" for r in self.rows)
+        bad = sum(r.status == "not graded" for r in self.rows)
+        lost = sum(r.status == "not attributed" for r in self.rows)
+        if not bad and not lost:
+            return f"make grade: all {graded} submissions graded; every downloaded file attributed."
+        what = []
+        if bad:
+            what.append(f"{bad} submission(s) could not be graded")
+        if lost:
+            what.append(f"{lost} downloaded file(s) could not be attributed to a student")
+        return (f"make grade: FAILED for some: {' and '.join(what)} ({graded} graded); "
+                "see 'Could not grade' above and grading/report.csv.")
 
     def row(self, assignment: str, student: str) -> Row:
         for r in self.rows:
@@ -174,6 +206,9 @@ class _Job:
     trusted: dict[str, TrustedResult] = field(default_factory=dict)
     rows: dict[str, Row] = field(default_factory=dict)
     spec_problem: str = ""
+    intake: "intakes.Intake | None" = None
+    unrecorded: list[str] = field(default_factory=list)   # withdrawn or undecided: not in the gradebook
+    unattributed: list[Row] = field(default_factory=list)
 
 
 def run(opts: Options, out: Out | None = None) -> Summary:
@@ -187,9 +222,24 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     if mode == "none":
         out("WARNING: without namespaces student code can read and write this machine's files "
             "as the grader's user; run as root or enable unprivileged user namespaces.")
+    try:
+        url = nbg.check_gradebook(root)
+    except nbg.GradebookError as exc:
+        out(f"ERROR: {exc}")
+        raise
+    out(f"Gradebook: {nbg.shown_url(url)}")
+    try:
+        isettings = intakes.load_settings(root / "grading" / intakes.CONFIG_NAME, opts.attempt_rule)
+    except ValueError as exc:
+        out(f"ERROR: {exc}")
+        raise RuntimeError(str(exc)) from None
+    out(f"Attempt rule: {isettings.rule} -- {intakes.RULES[isettings.rule]}; a notebook placed in "
+        f"grading/submitted/<student>/<assignment>/ wins (change: --attempt or grading/{intakes.CONFIG_NAME})")
     submitted_dir = root / "grading" / "submitted"
+    attempts_dir = root / "grading" / "attempts"
     guarded = {"grading/submitted": tree_hashes(submitted_dir),
-               "grading/downloaded": tree_hashes(root / "grading" / "downloaded")}
+               "grading/downloaded": tree_hashes(root / "grading" / "downloaded"),
+               "grading/attempts": tree_hashes(attempts_dir)}
     instructor = {name: tree_hashes(root / name, True) for name in ("solutions", "exercises")}
     instructor["kflib"] = tree_hashes(nbg.kflib_dir(), True)
     names = opts.assignments or discover(root)
@@ -204,14 +254,14 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     timings: dict[str, float] = {}
     jobs: list[_Job] = []
     failed_rows: list[Row] = []
-    added: set[str] = set()
+    written: set[str] = set()           # attempts kept under grading/attempts/ by this run
     pool = None
     try:
         # 1. intake ----------------------------------------------------------
         t0 = time.monotonic()
         for name in names:
             try:
-                jobs.append(_prepare(root, name, work, mode, settings, out, added))
+                jobs.append(_prepare(root, name, work, mode, settings, isettings, out, written))
             except Exception as exc:                     # noqa: BLE001 -- go on with the others
                 out(f"ERROR: cannot grade {name}: {type(exc).__name__}: {exc}")
                 failed_rows += _unassessable(root, name, f"{type(exc).__name__}: {exc}")
@@ -282,13 +332,21 @@ def run(opts: Options, out: Out | None = None) -> Summary:
                     row.flag("feedback-error", f"{type(exc).__name__}: {exc}")
         timings["feedback"] = time.monotonic() - t0
         # 6. export, report ----------------------------------------------------
-        rows = [row for job in jobs for row in job.rows.values()] + failed_rows
+        rows = ([row for job in jobs for row in job.rows.values()] + failed_rows
+                + [row for job in jobs for row in job.unattributed])
         t0 = time.monotonic()
-        proc = nbg.export(root, root / "grading" / "grades.csv")
+        try:
+            nbg.export(root, root / "grading" / "grades.csv")
+        except Exception as exc:                         # noqa: BLE001
+            out(f"ERROR: writing grading/grades.csv from the gradebook failed: {type(exc).__name__}: {exc}")
+            for row in rows:
+                if row.status == "graded":
+                    row.flag("gradebook-error", f"grades.csv not written: {type(exc).__name__}: {exc}")
         timings["export"] = time.monotonic() - t0
-        if proc.returncode != 0:
-            out("nbgrader export FAILED:\n" + (proc.stdout + proc.stderr)[-1500:])
-        write_report(root / "grading" / "report.csv", rows)
+        write_report(root / "grading" / "report.csv", rows, set(names))
+        intakes.write_csv(root / "grading" / "intake.csv",
+                          [r for job in jobs if job.intake for r in intakes.csv_rows(job.intake)],
+                          set(names), intakes.INTAKE_FIELDS)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -297,11 +355,15 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     # checksums: the submissions and the instructor's files are as they were
     after_sub = tree_hashes(submitted_dir)
     changed = [p for p, h in guarded["grading/submitted"].items() if after_sub.get(p) != h]
-    new = sorted(set(after_sub) - set(guarded["grading/submitted"]))
-    unexpected_new = [p for p in new if p not in added]
+    unexpected_new = sorted(set(after_sub) - set(guarded["grading/submitted"]))
     after_dl = tree_hashes(root / "grading" / "downloaded")
     changed += ["downloaded/" + p for p, h in guarded["grading/downloaded"].items() if after_dl.get(p) != h]
-    summary = Summary(rows, time.monotonic() - t_start, mode, work if opts.keep_work else None, timings)
+    after_att = tree_hashes(attempts_dir)
+    changed += ["attempts/" + p for p, h in guarded["grading/attempts"].items() if after_att.get(p) != h]
+    new_attempts = sorted(set(after_att) - set(guarded["grading/attempts"]))
+    unexpected_new += ["attempts/" + p for p in new_attempts if p not in written]
+    summary = Summary(rows, time.monotonic() - t_start, mode, work if opts.keep_work else None, timings,
+                      {job.assignment.name: job.intake for job in jobs if job.intake})
     _print_summary(summary, out)
     for name, before in instructor.items():
         now = tree_hashes(nbg.kflib_dir() if name == "kflib" else root / name, True)
@@ -311,20 +373,23 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     if changed or unexpected_new:
         out(f"ERROR: files changed during grading: {changed + unexpected_new}")
         raise RuntimeError(f"files changed during grading: {changed + unexpected_new}")
-    n_files = len(after_sub)
-    out(f"Submissions untouched: {n_files} files under grading/submitted/ have the same SHA-256 "
-        f"as before{f' ({len(new)} new from archives)' if new else ''}.")
-    out(f"Wrote grading/grades.csv, grading/report.csv and feedback for {len(rows)} submissions "
-        f"in {summary.seconds:.0f} s ("
+    out(f"Submissions untouched: {len(after_sub)} files under grading/submitted/, "
+        f"{len(after_dl)} under grading/downloaded/ and {len(guarded['grading/attempts'])} kept attempts "
+        f"have the same SHA-256 as before ({len(new_attempts)} new attempt files kept under "
+        "grading/attempts/).")
+    n_subs = sum(r.status != "not attributed" for r in rows)
+    out(f"Wrote grading/grades.csv, grading/report.csv, grading/intake.csv and feedback for {n_subs} "
+        f"submissions in {summary.seconds:.0f} s ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").")
+    out(summary.last_line())
     return summary
 
 
 # --------------------------------------------------------------------------
 
 
-def _prepare(root: Path, name: str, work: Path, mode: str, settings: Settings, out: Out,
-             added: set[str]) -> _Job:
+def _prepare(root: Path, name: str, work: Path, mode: str, settings: Settings,
+             isettings: "intakes.Settings", out: Out, written: set[str]) -> _Job:
     awork = work / name
     awork.mkdir()
     assignment = load_assignment(root, name)
@@ -347,36 +412,114 @@ def _prepare(root: Path, name: str, work: Path, mode: str, settings: Settings, o
     job.course = nbg.make_work_course(root, awork, name)
     _check_release(root, job, out)
     nbg.hide_instructor_notebooks(job.course, name)
-    _intake_archives(root, job, mode, out, added)
-    base = root / "grading" / "submitted"
-    students = sorted(p.parent.name for p in base.glob(f"*/{name}") if p.is_dir()) if base.is_dir() else []
-    out(f"{name}: {len(students)} submissions")
-    for student in students:
-        folder = base / student / name
-        sub = read_submission(folder, assignment, student)
-        job.subs[student] = sub
-        row = Row(name, student, max_score=assignment.max_score, sha=sub.sha256)
+    # intake: one submission per student, every file accounted for
+    intake = intakes.take_in(root, name, assignment.notebook, isettings)
+    job.intake = intake
+    kept = intakes.store(root, intake)
+    written.update(str(p.relative_to(root / "grading" / "attempts")) for p in kept)
+    _say_intake(intake, out, kept)
+    for prob in intake.problems:
+        row = Row(name, "", status="not attributed", source=prob.origin)
+        row.flag("unattributed", f"{prob.origin}: {prob.reason}")
+        job.unattributed.append(row)
+    for student, entry in sorted(intake.entries.items()):
+        row = Row(name, student, max_score=assignment.max_score, source=entry.source)
         job.rows[student] = row
-        dest = job.course / "grading" / "submitted" / student / name
-        shutil.copytree(folder, dest, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        if sub.renamed_from:
-            (dest / sub.renamed_from).rename(dest / f"{assignment.notebook}.ipynb")
-            row.flag("wrong-name", f"submitted {sub.renamed_from} instead of {assignment.notebook}.ipynb "
-                                   "(graded anyway)")
-        if sub.problem:
+        try:
+            _take(job, student, entry, row, out)
+        except Exception as exc:                         # noqa: BLE001 -- one student, not all
+            job.subs.pop(student, None)
+            job.layouts.pop(student, None)
             row.status = "not graded"
-            row.flag(sub.problem_code, sub.problem)
-            out(f"  {name} {student}: cannot be graded: {sub.problem}")
-        else:
-            job.layouts[student] = layout(sub, assignment)
+            row.flag("intake-error", f"could not be taken in: {type(exc).__name__}: {exc}")
+            job.unrecorded.append(student)
+            out(f"  {name} {student}: cannot be graded: could not be taken in ({exc})")
     return job
 
 
+def _take(job: _Job, student: str, entry: "intakes.Entry", row: Row, out: Out) -> None:
+    """One student's submission into the work copy (job.subs, job.layouts)."""
+    assignment, name = job.assignment, job.assignment.name
+    row.notes += entry.notes
+    row.attempt = "by hand" if entry.folder is not None else entry.position()
+    if entry.timestamp is not None:
+        row.submitted_at = f"{entry.timestamp:%Y-%m-%d %H:%M:%S}"
+    if entry.late:
+        row.late = entry.attempt.late_reason
+        row.flag("late", entry.attempt.late_reason)
+    dest = job.course / "grading" / "submitted" / student / name
+    if entry.status == "withdrawn":
+        row.status = "withdrawn"
+        row.notes.append(entry.reason)
+        job.unrecorded.append(student)
+        return
+    if entry.status != "graded" and not entry.reason.startswith("no notebook"):
+        row.status = "not graded"
+        row.flag("ambiguous", entry.reason)
+        job.unrecorded.append(student)
+        out(f"  {name} {student}: cannot be graded: {entry.reason}")
+        return
+    if entry.status != "graded":                     # files, but no notebook among them
+        dest.mkdir(parents=True)
+        sub = Submission(name, student, dest, problem=entry.reason, problem_code="empty")
+    elif entry.folder is not None:
+        shutil.copytree(entry.folder, dest, symlinks=True,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        for p in [dest, *dest.rglob("*")]:              # sane modes whatever the original's
+            if not p.is_symlink():
+                p.chmod(0o755 if p.is_dir() else 0o644)
+        sub = read_submission(dest, assignment, student)
+    else:
+        intakes.write_files(dest, entry.attempt)
+        sub = read_submission(dest, assignment, student)
+    job.subs[student] = sub
+    row.sha = sub.sha256
+    if sub.renamed_from:
+        (dest / sub.renamed_from).rename(dest / f"{assignment.notebook}.ipynb")
+        row.flag("wrong-name", f"submitted {sub.renamed_from} instead of {assignment.notebook}.ipynb "
+                               "(graded anyway)")
+    if sub.problem:
+        row.status = "not graded"
+        row.flag(sub.problem_code, sub.problem)
+        out(f"  {name} {student}: cannot be graded: {sub.problem}")
+    else:
+        job.layouts[student] = layout(sub, assignment)
+
+
+def _say_intake(intake: "intakes.Intake", out: Out, kept: list[Path]) -> None:
+    a = intake.assignment
+    entries = list(intake.entries.values())
+    by_hand = sum(e.folder is not None for e in entries)
+    late = sum(e.late for e in entries)
+    withdrawn = sum(e.status == "withdrawn" for e in entries)
+    undecided = sum(e.status == "not graded" for e in entries)
+    several = sum(len(e.attempts) > 1 for e in entries)
+    out(f"{a}: intake: {intake.files_found} files in grading/downloaded/{a}/archive/, "
+        f"{intake.files_attributed} attributed, {len(intake.problems)} not attributed; "
+        f"{len(entries)} students ({by_hand} placed by hand in grading/submitted/): "
+        f"{len(entries) - withdrawn - undecided} to grade, {undecided} not gradable, {withdrawn} withdrawn; "
+        f"{several} with several attempts, {late} late; {len(set(p.parent for p in kept))} new attempts kept")
+    for p in intake.problems:
+        out(f"  not attributed: {p.origin}: {p.reason}")
+
+
 def _unassessable(root: Path, name: str, why: str) -> list[Row]:
-    base = root / "grading" / "submitted"
+    """Rows for the students of an assignment that cannot be graded at all."""
+    students: set[str] = set()
+    try:
+        nb = name
+        folder = root / "solutions" / name
+        if folder.is_dir():
+            found = sorted(p.stem for p in folder.glob("*.ipynb"))
+            nb = found[0] if len(found) == 1 else name
+        got = intakes.take_in(root, name, nb, intakes.Settings())
+        students = {s for s, e in got.entries.items() if e.status != "withdrawn"}
+    except Exception:                                    # noqa: BLE001 -- fall back to the folders
+        base = root / "grading" / "submitted"
+        students = {p.parent.name for p in base.glob(f"*/{name}")} if base.is_dir() else set()
     rows = []
-    for folder in sorted(base.glob(f"*/{name}")) if base.is_dir() else []:
-        row = Row(name, folder.parent.name, status="not graded")
+    for student in sorted(students):
+        row = Row(name, student, status="not graded")
         row.flag("assignment-error", why)
         rows.append(row)
     return rows
@@ -390,36 +533,6 @@ def _check_release(root: Path, job: _Job, out: Out) -> None:
     if gen.exists() and committed.exists() and gen.read_bytes() != committed.read_bytes():
         out(f"WARNING: solutions/{name} no longer generates the released exercises/{name} "
             "(run make exercises): grading uses the current source and release.")
-
-
-def _intake_archives(root: Path, job: _Job, mode: str, out: Out, added: set[str]) -> None:
-    name = job.assignment.name
-    archive = root / "grading" / "downloaded" / name / "archive"
-    if not archive.is_dir() or not any(archive.iterdir()):
-        return
-    dl = job.course / "grading" / "downloaded" / name / "archive"
-    shutil.copytree(archive, dl)
-    regexp = nbg.configured_named_regexp(root) or nbg.DEFAULT_NAMED_REGEXP
-    res = nbg.zip_collect(job.course, name, mode, regexp if not nbg.configured_named_regexp(root) else None)
-    collected = job.course / "grading" / "submitted"
-    found = sorted(p.parent.name for p in collected.glob(f"*/{name}") if p.is_dir())
-    out(f"{name}: nbgrader zip_collect found {len(found)} submissions in grading/downloaded/{name}/archive/"
-        + ("" if found else " -- check FileNameCollectorPlugin.named_regexp;\n" + res.log[-800:]))
-    for student in found:
-        src = collected / student / name
-        dest = root / "grading" / "submitted" / student / name
-        if dest.exists():
-            same = tree_hashes(src) == tree_hashes(dest)
-            if not same:
-                out(f"  {student}: kept grading/submitted/{student}/{name}/; "
-                    "the archive's different copy was not used")
-            continue
-        shutil.copytree(src, dest)
-        for p in dest.rglob("*"):
-            if p.is_file():
-                added.add(str(p.relative_to(root / "grading" / "submitted")))
-        out(f"  {student}: taken in from the archive")
-    shutil.rmtree(collected, ignore_errors=True)
 
 
 def _combine(root: Path, job: _Job, ag: "nbg.SandboxedRun | None", opts: Options, out: Out) -> None:
@@ -502,6 +615,8 @@ def _combine(root: Path, job: _Job, ag: "nbg.SandboxedRun | None", opts: Options
                 shutil.copy(nb_file, dest / nb_file.name)
     for student, error in nbg.record(root, a.name, a.notebook, entries).items():
         job.rows[student].flag("gradebook-error", error)
+    for student, error in nbg.remove_submissions(root, a.name, job.unrecorded).items():
+        job.rows[student].flag("gradebook-error", f"could not take it out of the gradebook: {error}")
 
 
 def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
@@ -511,10 +626,13 @@ def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
         row = job.rows[student]
         res = job.trusted.get(student)
         messages, rows = {}, []
+        visible = feedback.visible_messages(
+            a, job.course / "grading" / "autograded" / student / a.name / f"{a.notebook}.ipynb")
         for gid, part in a.parts.items():
             if res is not None and not res.error and gid in res.parts:
                 pres = res.parts[gid]
-                messages[gid] = feedback.part_message(pres.summary, pres.details)
+                messages[gid] = feedback.part_message(pres.summary, pres.details,
+                                                      "" if pres.passed else visible.get(gid, ""))
                 rows.append((gid, pres.points, part.points, "correct" if pres.passed else "not correct"))
             elif sub.problem:
                 messages[gid] = f"Not graded: {sub.problem}"
@@ -522,7 +640,9 @@ def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
             else:
                 pts = row.part_nbgrader.get(gid)
                 messages[gid] = ("Checked by nbgrader's tests only: "
-                                 + ("no score" if pts is None else f"{pts:g} / {part.points:g}"))
+                                 + ("no score" if pts is None else f"{pts:g} / {part.points:g}")
+                                 + (f"\nThe visible test in your notebook says:\n  {visible[gid]}"
+                                    if gid in visible else ""))
                 rows.append((gid, pts or 0.0, part.points, "nbgrader's tests"))
         header = feedback.header_text(a, rows, sub.problem if sub.problem else "")
         nb = feedback.build(a, sub if not sub.problem else None, job.layouts.get(student), messages, header)
@@ -534,6 +654,9 @@ def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
     proc = nbg.generate_feedback(root, a.name, staging)
     made = {s for s in job.subs
             if (root / "grading" / "feedback" / s / a.name / f"{a.notebook}.html").exists()}
+    feedback.localize_pages(root / "grading" / "feedback",
+                            [root / "grading" / "feedback" / s / a.name / f"{a.notebook}.html"
+                             for s in sorted(made)])
     missing = sorted(set(job.subs) - made)
     if proc.returncode != 0 or missing:
         out(f"  nbgrader generate_feedback {a.name}: no feedback for {missing}:\n"
@@ -542,21 +665,11 @@ def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
             job.rows[s].flag("feedback-error", "no feedback HTML was generated")
 
 
-def write_report(path: Path, rows: list[Row]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=REPORT_FIELDS)
-        w.writeheader()
-        for row in sorted(rows, key=lambda r: (r.assignment, r.student)):
-            w.writerow(_csv_safe(row.as_csv()))
-    tmp.replace(path)
-
-
-def _csv_safe(d: dict) -> dict:
-    """Student-chosen text must not start a spreadsheet formula."""
-    return {k: ("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") and k in
-                ("student", "reasons", "notes") else v) for k, v in d.items()}
+def write_report(path: Path, rows: list[Row], assignments: set[str] | None = None) -> None:
+    """report.csv: these rows, and the rows of assignments not graded in this run as the
+    file had them. UTF-8 with a byte-order mark, CRLF line ends (as grades.csv)."""
+    assignments = {r.assignment for r in rows} if assignments is None else assignments
+    intakes.write_csv(path, [r.as_csv() for r in rows], assignments, REPORT_FIELDS)
 
 
 def _print_summary(summary: Summary, out: Out) -> None:
@@ -567,14 +680,23 @@ def _print_summary(summary: Summary, out: Out) -> None:
     out("")
     out(f"{'assignment':<20} {'student':<24} {'nbgrader':>8} {'trusted':>8} {'max':>5}  flags")
     for r in rows:
+        if r.status == "not attributed":
+            continue
         out(f"{r.assignment:<20} {r.student:<24} {fmt(r.nbgrader_score):>8} {fmt(r.trusted_score):>8} "
-            f"{r.max_score:>5g}  {','.join(r.flag_codes) or '-'}")
-    bad = [r for r in rows if r.status != "graded"]
+            f"{r.max_score:>5g}  {','.join(r.flag_codes) or ('withdrawn' if r.status == 'withdrawn' else '-')}")
+    bad = [r for r in rows if r.status == "not graded"]
     if bad:
         out("")
         out(f"Could not grade {len(bad)} submission(s):")
         for r in bad:
             out(f"  {r.assignment}/{r.student}: " + "; ".join(reason for _, reason in r.flags))
+    lost = [r for r in rows if r.status == "not attributed"]
+    if lost:
+        out("")
+        out(f"Could not attribute {len(lost)} downloaded file(s) to a student (rename the file as the "
+            "LMS would, or place it in grading/submitted/<student>/<assignment>/):")
+        for r in lost:
+            out(f"  {r.assignment}: " + "; ".join(reason for _, reason in r.flags))
     flagged = [r for r in rows if r.flags and r.status == "graded"]
     if flagged:
         out("")

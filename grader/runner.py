@@ -19,12 +19,16 @@ It reports on its standard output, one JSON object per line:
   {"event": "ready"}                            set up, before any student code
   {"event": "begin", "what": "cell", "index": i}  / {"event": "begin", "what": "case", ...}
   {"event": "cell", "index": i, "error": ...}
-  {"event": "case", "part": p, "case": j, "outputs": {...} | "error": {...}, ...}
+  {"event": "case", "part": p, "case": j, "outputs": {...} | "error": {...},
+   "inputs_after": [...], ...}                  every argument as it is after the call
   {"event": "tampered", "where": ..., "changes": [...]}
   {"event": "done"}
 Arrays travel as {"shape": [...], "data": [...]} (float64, flattened). The grader
 trusts none of this: it rebuilds arrays from plain JSON, checks them against
-kflib in its own process, and kills this process when a step overruns.
+kflib in its own process, compares the arguments after the call with the inputs
+it rebuilt itself (no comparison whose verdict counts runs here), and kills this
+process when a step overruns. The student's cells run in a fresh module that is
+sys.modules["__main__"], not in this file's module, which is not registered at all.
 
 It imports nothing of the grader: the grader's code and data are not visible here.
 """
@@ -153,8 +157,12 @@ def block_functions(names):
         sys.addaudithook(_audit)
 
 
+_CHECKER = globals()
+
+
 def snapshot():
-    snap = {}
+    snap = {"<the checker>": (0, {key: id(value) for key, value in list(_CHECKER.items())
+                                  if callable(value)})}
     for name in WATCH:
         mod = sys.modules.get(name)
         if mod is None:
@@ -173,6 +181,10 @@ def snapshot():
 def changes(before):
     found = []
     for name, (mod_id, attrs) in before.items():
+        if name == "<the checker>":
+            found += [f"the checker's {key} was replaced" for key, value_id in attrs.items()
+                      if id(_CHECKER.get(key)) != value_id]
+            continue
         mod = sys.modules.get(name)
         if mod is None:
             found.append(f"sys.modules[{name!r}] was removed")
@@ -214,7 +226,13 @@ class _Shell:
         return lambda *args, **kwargs: None
 
 
-namespace = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": lambda: _Shell()}
+# The student's cells run in a module of their own that is sys.modules["__main__"], as in
+# a notebook's kernel; this file's module is then registered nowhere, so that
+# sys.modules["__main__"] does not reach the checker's code.
+_student_main = types.ModuleType("__main__")
+namespace = _student_main.__dict__
+namespace.update({"__builtins__": builtins, "get_ipython": lambda: _Shell()})
+sys.modules["__main__"] = _student_main
 
 
 def where(tb):
@@ -238,6 +256,7 @@ def run_cell(index, source):
     filename = f"<cell {index + 1}>"   # counted from 1, as a student counts
     linecache.cache[filename] = (len(code_text), None, code_text.splitlines(True), filename)
     emit({"event": "begin", "what": "cell", "index": index})
+    hits_before = len(_tripwire.HITS)
     error = None
     try:
         code = compile(code_text, filename, "exec")
@@ -251,7 +270,8 @@ def run_cell(index, source):
                  "where": None}
     except BaseException as exc:        # noqa: BLE001 -- SystemExit, KeyboardInterrupt too
         error = describe(exc)
-    emit({"event": "cell", "index": index, "error": error})
+    emit({"event": "cell", "index": index, "error": error,
+          "tripwires": list(_tripwire.HITS[hits_before:])[:20]})
 
 
 # --------------------------------------------------------------------------
@@ -273,12 +293,39 @@ def encode(name, value):
     return {"shape": list(arr.shape), "data": [float(x) for x in arr.ravel().tolist()]}
 
 
-def same(a, b):
-    try:
-        return (_isinstance(a, np.ndarray) and _isinstance(b, np.ndarray) and a.shape == b.shape
-                and bool(np.array_equal(a, b, equal_nan=True)))
-    except Exception:
-        return False
+def _make_plain_inputs(_isinstance=_isinstance, _float=float, _list=list, _str=str,
+                       _ndarray=np.ndarray, _asarray=np.asarray):
+    import dataclasses
+
+    def plain_inputs(value, depth=0):
+        """An argument as plain data, nested containers and dataclass fields included (the
+        same rule as grader.trusted.plain_inputs, which builds the inputs the parent
+        compares with). Its helpers, itself included, are bound in this closure."""
+        if depth > 8:
+            return None
+        if _isinstance(value, _ndarray):
+            try:
+                arr = _asarray(value, dtype=_float)
+            except (TypeError, ValueError):
+                return None
+            return {"shape": _list(arr.shape), "data": [_float(x) for x in arr.ravel().tolist()]}
+        if _isinstance(value, (bool, int, _float, _str)) or value is None:
+            return value
+        if _isinstance(value, (np.floating, np.integer, np.bool_)):
+            return value.item()
+        if _isinstance(value, (_list, tuple)):
+            return {"seq": [plain_inputs(v, depth + 1) for v in value]}
+        if _isinstance(value, dict):
+            return {"map": {_str(k): plain_inputs(v, depth + 1) for k, v in value.items()}}
+        if dataclasses.is_dataclass(value) and not _isinstance(value, type):
+            return {"fields": {f.name: plain_inputs(getattr(value, f.name, None), depth + 1)
+                               for f in dataclasses.fields(value)}}
+        return None
+
+    return plain_inputs
+
+
+plain_inputs = _make_plain_inputs()
 
 
 def build(src):
@@ -320,7 +367,10 @@ def call_part(gid, spec):
                 namespace[name] = old
 
 
-def call_cases(gid, spec, helpers):
+def call_cases(gid, spec, helpers, emit=emit, decode=decode, encode=encode,
+               plain_inputs=plain_inputs, describe=describe, arm=arm, disarm=disarm):
+    # the checker's helpers are bound here, when this file is loaded: replacing them in this
+    # module later (from a student's cell) does not change what this function calls
     stop = None
     for j, case in enumerate(spec["cases"]):
         emit({"event": "begin", "what": "case", "part": gid, "case": j})
@@ -352,7 +402,6 @@ def call_cases(gid, spec, helpers):
             result["error"] = describe(exc)
             emit(result)
             continue
-        given = [a.copy() if _isinstance(a, np.ndarray) else None for a in args]
         try:
             arm(job["call_timeout"])
             try:
@@ -369,8 +418,10 @@ def call_cases(gid, spec, helpers):
             result["error"] = describe(exc)
         result["seconds"] = _monotonic() - start
         result["tripwires"] = list(_tripwire.HITS[hits_before:])
-        result["mutated"] = [i for i, (a, g) in enumerate(zip(args, given))
-                             if g is not None and not same(a, g)]
+        try:
+            result["inputs_after"] = [plain_inputs(a) for a in args]
+        except BaseException:           # noqa: BLE001 -- the parent then counts every argument changed
+            result["inputs_after"] = None
         if result.get("error", {}).get("type") in ("Timeout", "MemoryError"):
             stop = {"Timeout": "timeout", "MemoryError": "memory error"}[result["error"]["type"]]
         emit(result)
@@ -379,7 +430,7 @@ def call_cases(gid, spec, helpers):
 # --------------------------------------------------------------------------
 
 
-def main():
+def main(changes=changes, call_part=call_part, emit=emit):
     try:
         block_functions(job.get("block") or [])
         prepare(job["parts"])

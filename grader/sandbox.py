@@ -31,7 +31,6 @@ it starts.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -372,7 +371,3 @@ def _probe(mode: str) -> tuple[bool, str]:
             return True, ""
         return False, (f"probe failed (exit {res.returncode}, output {text!r}): "
                        + " ".join(res.stderr.split())[-300:])
-
-
-def describe_command(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

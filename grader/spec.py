@@ -21,14 +21,21 @@ For each part, the grader
    returns a list of problems (empty: the case passes). Problems are shown to the
    student: describe what is wrong, never the expected values.
 
-A part earns its points when every case passes, no input array was changed
-(unless ``check_mutation=False``), and none of the ``forbid`` functions of kflib
-was called during the part's calls (they are replaced by tripwires in the
-sandbox's copy of kflib; the real code is not there at all).
+A part earns its points when every case passes, no input was changed (unless
+``check_mutation=False``; the child sends back every argument after the call,
+nested containers too, and this process compares them with the inputs), and no
+switched-off kflib function was called during the part's calls.
 
-Optional, for notebooks whose hidden tests do more than call one function:
-
-``Part.forbid`` may also name functions outside kflib, e.g.
+``Part.allow`` and ``Part.forbid`` come from ``kflib.testing.EXERCISES``, the one
+    definition the hidden tests use too (a spec may only override them in tests).
+``Part.allow`` is an ALLOW-list: the kflib functions and classes the answer may call
+    (say ``("kflib.LinearGaussianSSM",)``; a class stands for its methods). Every
+    other kflib function -- public or private, top-level or a method written in a
+    class, in every module -- is switched off while the part's cases run, in the
+    trusted check (its copy of kflib lacks their code; see kflib/testing.py for the
+    rule, which the hidden tests' ``kflib.testing.call_allowing`` follows too).
+    What the allowed functions call inside kflib stays on.
+``Part.forbid`` names functions outside kflib that are switched off too, e.g.
     ``"scipy.linalg.solve_discrete_are"``. Those cannot be left out of the
     sandbox (the library is installed there), so before any student code runs the
     child replaces the function by a tripwire in every module that holds it (so a
@@ -39,14 +46,9 @@ Optional, for notebooks whose hidden tests do more than call one function:
     who executes the library's source under another name, or who patches the
     child's own code, is not caught. Name private helpers that do the work too
     (ps03 forbids scipy's ``_solve_discrete_are`` as well, where it exists).
-``FORBID_PER_PART = True`` (a module-level flag of the spec)
-    Each part's ``forbid`` applies to that part only, as in notebooks whose hidden
-    tests switch different functions off for different parts (say kflib.rts_smoother
-    is forbidden in (a)-(c) but the answer to (d) is meant to call it). The parts
-    are then checked in several sandboxed children, one per distinct ``forbid``
-    set, each with its own copy of kflib lacking exactly that set. Without the
-    flag (the default) one child checks every part and the union of all the parts'
-    ``forbid`` is switched off for the whole run.
+    kflib names are not accepted here: kflib is governed by ``allow`` alone.
+Parts with different ``allow`` or ``forbid`` are checked in several sandboxed
+    children, one per distinct pair, each with its own copy of kflib.
 ``Case.function``
     The name of the function this case calls, when one answer cell defines
     several (say ``ewma_weight`` and ``steady_filter``) and the part's points need
@@ -61,14 +63,17 @@ Optional, for notebooks whose hidden tests do more than call one function:
     ``Case.args`` (plain data) into the arguments of the call (a tuple), for
     functions that take objects, e.g. ``def gap_args(F, H, Q, R, x0, P0, y): return
     (kflib.LinearGaussianSSM(F, H, Q, R, x0, P0), y)``. The mutation check then
-    applies to the arrays among the arguments it returns (``arg_names`` names those).
+    applies to the arguments it returns (``arg_names`` names those): the grader runs
+    it in its own process too, to rebuild the inputs the child's arguments-after-
+    the-call are compared with (nested containers and dataclass fields included).
 ``Part.stand_ins``
     {name: function}: while this part's cases run, the student's functions of
     those names (from other parts) are replaced by these self-contained functions
-    (sent to the sandbox like ``to_plain``; they may use ``np`` and ``kflib``), and
-    put back afterwards -- so that a part is graded on its own, like hidden tests
-    that swap a notebook's other answers for kflib-based versions. A stand-in that
-    calls a function the part forbids trips the wire, as it does in the notebook.
+    (sent to the sandbox like ``to_plain``), and put back afterwards -- so that a
+    part is graded on its own, like hidden tests that swap a notebook's other
+    answers for correct versions. Sandbox-side helpers see the part's copy of kflib:
+    one that calls a function the part does not allow trips the wire, as it does in
+    the notebook (ps04's stand-ins therefore use numpy alone).
 
 Every function whose source goes to the sandbox (``to_plain``, ``from_plain``,
 stand-ins) must be a plain ``def`` at the top level of the spec module, using
@@ -106,7 +111,8 @@ class Part:
     cases: Callable[[], list[Case]]
     to_plain: Callable | dict         # runs in the sandbox: return value -> {name: array-like}
     check: Callable[[Case, dict], list[str]]
-    forbid: tuple[str, ...] = ()      # kflib (or other) functions that would answer this part
+    allow: tuple[str, ...] | None = None   # kflib the answer may call; None: kflib.testing.EXERCISES
+    forbid: tuple[str, ...] | None = None  # functions OUTSIDE kflib switched off; None: the same
     check_mutation: bool = True
     arg_names: tuple[str, ...] = ()   # for "do not change the arrays you are given (w)"
     from_plain: Callable | None = None            # runs in the sandbox: Case.args -> call arguments
@@ -135,7 +141,6 @@ class Spec:
     parts: list[Part]
     module: str
     _cases: dict = field(default_factory=dict)
-    forbid_per_part: bool = False
 
     def cases(self, grade_id: str) -> list[Case]:
         if grade_id not in self._cases:
@@ -149,19 +154,14 @@ class Spec:
                 return p
         raise KeyError(grade_id)
 
-    @property
-    def forbidden(self) -> list[str]:
-        return sorted({name for p in self.parts for name in p.forbid})
-
-    def groups(self) -> list[tuple[list[str], list[str]]]:
-        """The parts checked together by one sandboxed child, and what is switched off there:
-        [(grade_ids, forbidden functions)]. One group unless FORBID_PER_PART."""
-        if not self.forbid_per_part:
-            return [([p.grade_id for p in self.parts], self.forbidden)]
-        found: dict[tuple[str, ...], list[str]] = {}
+    def groups(self) -> list[tuple[list[str], tuple[str, ...], list[str]]]:
+        """The parts checked together by one sandboxed child, with what they may call of
+        kflib and what is switched off outside it: [(grade_ids, allow, forbid)]."""
+        found: dict[tuple, list[str]] = {}
         for p in self.parts:
-            found.setdefault(tuple(sorted(set(p.forbid))), []).append(p.grade_id)
-        return [(gids, list(names)) for names, gids in found.items()]
+            key = (tuple(sorted(set(p.allow))), tuple(sorted(set(p.forbid))))
+            found.setdefault(key, []).append(p.grade_id)
+        return [(gids, allow, list(forbid)) for (allow, forbid), gids in found.items()]
 
 
 def module_name(assignment: str) -> str:
@@ -184,45 +184,26 @@ def load(assignment: str) -> Spec | None:
     ids = [p.grade_id for p in parts]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: a grade_id appears twice in PARTS: {ids}")
-    return Spec(assignment, parts, name, forbid_per_part=bool(getattr(mod, "FORBID_PER_PART", False)))
+    from kflib.testing import EXERCISES, part_rules
 
-
-def public_kflib_functions() -> tuple[str, ...]:
-    """Every public function of kflib ("module.name"), for parts whose hidden tests switch
-    all of kflib off except its containers (classes): functions defined in a kflib module
-    whose name and module path have no part starting with an underscore."""
-    import inspect
-    import pkgutil
-
-    import kflib
-
-    names = set()
-    modules = [kflib] + [importlib.import_module(m.name) for m in pkgutil.walk_packages(
-        kflib.__path__, "kflib.", onerror=lambda name: None) if _importable(m.name)]
-    for mod in modules:
-        for key, value in vars(mod).items():
-            where = (getattr(value, "__module__", None) or "").split(".")
-            if (inspect.isfunction(value) and where[0] == "kflib" and not value.__name__.startswith("_")
-                    and not any(part.startswith("_") for part in where)):
-                names.add(f"{value.__module__}.{value.__name__}")
-    return tuple(sorted(names))
-
-
-def _importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-        return True
-    except Exception:                        # noqa: BLE001 -- optional parts (torch) may be missing
-        return False
+    if set(EXERCISES.get(assignment, {})) != set(ids):
+        raise ValueError(f"{name}: the parts {ids} are not those of kflib.testing.EXERCISES"
+                         f"[{assignment!r}] ({sorted(EXERCISES.get(assignment, {}))})")
+    for p in parts:
+        allow, block = part_rules(assignment, p.grade_id)
+        if p.allow is None:
+            p.allow = allow
+        if p.forbid is None:
+            p.forbid = block
+        ours = [q for q in p.forbid if q == "kflib" or q.startswith("kflib.")]
+        if ours:
+            raise ValueError(f"{name}: part {p.grade_id} forbids {ours}; kflib is switched off by "
+                             "the allow-list (Part.allow), not by forbid")
+    return Spec(assignment, parts, name)
 
 
 # --------------------------------------------------------------------------
 # helpers for check() functions
-
-
-def as_array(outputs: dict, name: str) -> np.ndarray | None:
-    value = outputs.get(name)
-    return None if value is None else np.asarray(value, dtype=float)
 
 
 def compare(name: str, got, want, *, rtol: float = 1e-7, atol: float = 0.0) -> list[str]:

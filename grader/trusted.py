@@ -7,10 +7,17 @@ them with kflib through the assignment's spec (grader/checks/). A step that
 overruns, or a child that dies, costs only that step: the child is started
 again without the offending cell (or part) and the other parts are graded.
 
-A spec with FORBID_PER_PART has its parts checked by several children, one per
-distinct set of forbidden functions (Spec.groups()), each with its own copy of
-kflib; they run one after the other, share the submission's time budget, and a
-cell that had to be skipped in one is skipped in the next.
+Every kflib function is switched off except those a part allows (an allow-list,
+Part.allow; the rule is kflib/testing.py's, which the hidden tests follow too).
+Parts with different allow-lists are checked by several children (Spec.groups()),
+each with its own copy of kflib; they run one after the other, share the
+submission's time budget, and a cell that had to be skipped in one is skipped in
+the next.
+
+No check whose verdict counts runs in the child: it sends back the outputs AND
+every argument as it is after the call (nested containers too), as plain data;
+this process compares the outputs with references it computed itself and the
+arguments with the inputs it rebuilt itself.
 """
 
 from __future__ import annotations
@@ -110,7 +117,7 @@ class TrustedResult:
 
 
 def split_forbidden(forbidden: list[str]) -> tuple[list[str], list[str]]:
-    """(kflib functions, functions of other libraries) of a spec's forbid list; the latter
+    """(kflib functions, functions of other libraries) of a list of names; the latter
     are checked to exist here (the sandbox has the same libraries)."""
     import importlib
 
@@ -123,60 +130,103 @@ def split_forbidden(forbidden: list[str]) -> tuple[list[str], list[str]]:
         except ImportError:
             obj = None
         if obj is None or not callable(obj):
-            raise ValueError(f"the spec forbids {qual}, which does not exist")
+            raise ValueError(f"the spec blocks {qual}, which does not exist")
     return ours, others
 
 
-def build_kflib_copy(dest: Path, forbidden: list[str]) -> None:
-    """Copy kflib into dest/kflib with every `forbidden` function replaced by a tripwire.
-
-    The function's code is removed from the copy (AST rewrite), so no reload or
-    re-import inside the sandbox can bring it back. Names may be given as
-    re-exported ("kflib.kalman_filter") or defining ("kflib.filter.kalman_filter").
-    """
+def _units_of(forbidden: list[str]) -> set[str]:
+    """Block-list names ("kflib.kalman_filter", re-exported or defining) -> kflib units."""
     import importlib
 
-    import kflib
-
-    src = Path(kflib.__file__).resolve().parent
-    target = dest / "kflib"
-    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    by_file: dict[Path, dict[str, str]] = {}
+    units = set()
     for qual in forbidden:
         modname, _, attr = qual.rpartition(".")
         obj = getattr(importlib.import_module(modname), attr, None)
         if obj is None or not callable(obj):
             raise ValueError(f"the spec forbids {qual}, which kflib does not have")
-        defining = importlib.import_module(obj.__module__)
         if not obj.__module__.startswith("kflib"):
             raise ValueError(f"{qual} is defined in {obj.__module__}, not in kflib")
-        rel = Path(defining.__file__).resolve().relative_to(src)
-        by_file.setdefault(target / rel, {})[obj.__name__] = f"{obj.__module__}.{obj.__name__}"
-    for path, names in by_file.items():
+        units.add(f"{obj.__module__}.{obj.__name__}")
+    return units
+
+
+def build_kflib_copy(dest: Path, forbidden: list[str] | None = None, *,
+                     allow: tuple[str, ...] | None = None) -> set[str]:
+    """Copy kflib into dest/kflib with functions switched off: with `allow` (the allow-list
+    of an assignment, see kflib/testing.py) every kflib unit -- top-level function or method
+    written in a class, public or private, in every module -- except those allowed and what
+    they call; without it, the `forbidden` functions only. Returns the units switched off.
+
+    A switched-off unit's code is removed from the copy (AST rewrite) and a tripwire put in
+    its place, so no reload or re-import inside the sandbox can bring it back. kflib.testing
+    (the kernel-side switch) is left out of the copy.
+    """
+    import kflib
+    from kflib.testing import switched_off_units
+
+    src = Path(kflib.__file__).resolve().parent
+    target = dest / "kflib"
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "testing.py"))
+    off = switched_off_units(allow, src) if allow is not None else _units_of(forbidden or [])
+    by_module: dict[str, set[str]] = {}
+    for unit in off:
+        mod = unit
+        while mod and not _module_path(target, mod):
+            mod = mod.rpartition(".")[0]
+        if not mod:
+            raise ValueError(f"could not find the module of {unit}")
+        by_module.setdefault(mod, set()).add(unit[len(mod) + 1:])
+    for mod, names in by_module.items():
+        path = _module_path(target, mod)
         tree = ast.parse(path.read_text())
-        replaced = set()
-        body = []
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
-                body.append(ast.parse(f"{node.name} = _kflib_tripwire({names[node.name]!r})").body[0])
-                replaced.add(node.name)
-            else:
-                body.append(node)
-        if replaced != set(names):
-            raise ValueError(f"could not find {sorted(set(names) - replaced)} in {path.name}")
+        replaced: set[str] = set()
+        tree.body = _switch_off(tree.body, mod, "", names, replaced)
+        if replaced != names:
+            raise ValueError(f"could not find {sorted(names - replaced)} in {path.name}")
+        body = tree.body
         insert = 0
         while insert < len(body) and (
                 (isinstance(body[insert], ast.Expr) and isinstance(getattr(body[insert], "value", None), ast.Constant))
                 or (isinstance(body[insert], ast.ImportFrom) and body[insert].module == "__future__")):
             insert += 1
         body.insert(insert, ast.parse("from kflib._tripwire import tripwire as _kflib_tripwire").body[0])
-        tree.body = body
         path.write_text(ast.unparse(ast.fix_missing_locations(tree)) + "\n")
     (target / "_tripwire.py").write_text(TRIPWIRE_MODULE)
     for folder, _, files in os.walk(dest):
         os.chmod(folder, 0o755)
         for f in files:
             os.chmod(os.path.join(folder, f), 0o644)
+    return off
+
+
+def _module_path(target: Path, mod: str) -> Path | None:
+    rel = mod.split(".")[1:]
+    if not rel:
+        return target / "__init__.py"
+    path = target.joinpath(*rel)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _switch_off(body: list, mod: str, prefix: str, names: set[str], replaced: set[str]) -> list:
+    """A module's or class's statements with the named functions replaced by tripwires."""
+    out = []
+    for node in body:
+        name = f"{prefix}{getattr(node, 'name', '')}"
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name in names:
+            out.append(ast.parse(f"{node.name} = _kflib_tripwire({mod + '.' + name!r})").body[0])
+            replaced.add(name)
+        elif isinstance(node, ast.ClassDef) and any(n.startswith(name + ".") for n in names):
+            node.body = _switch_off(node.body, mod, name + ".", names, replaced) or [ast.Pass()]
+            out.append(node)
+        elif isinstance(node, ast.ClassDef) and name in names:
+            raise ValueError(f"{mod}.{name} is a class: switch off its methods, not the class")
+        else:
+            out.append(node)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -194,6 +244,69 @@ def encode(value):
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
     raise TypeError(f"cannot send {type(value).__name__} to the sandbox: plain numbers and arrays only")
+
+
+def _decode_plain(value):
+    """Case arguments as the child rebuilds them from JSON (the same rule as runner.decode)."""
+    if isinstance(value, dict) and "shape" in value and "data" in value:
+        return np.array(value["data"], dtype=float).reshape(value["shape"])
+    if isinstance(value, list):
+        return [_decode_plain(v) for v in value]
+    return value
+
+
+def plain_inputs(value, depth: int = 0):
+    """An argument as plain data, nested containers and dataclass fields included (the same
+    rule as runner.plain_inputs, which sends the arguments back after the call)."""
+    import dataclasses
+
+    if depth > 8:
+        return None
+    if isinstance(value, np.ndarray):
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            return None
+        return {"shape": list(arr.shape), "data": [float(x) for x in arr.ravel().tolist()]}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return {"seq": [plain_inputs(v, depth + 1) for v in value]}
+    if isinstance(value, dict):
+        return {"map": {str(k): plain_inputs(v, depth + 1) for k, v in value.items()}}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"fields": {f.name: plain_inputs(getattr(value, f.name, None), depth + 1)
+                           for f in dataclasses.fields(value)}}
+    return None
+
+
+def inputs_plain(part, case) -> list:
+    """The arguments of a case's call, built here the way the child builds them (through
+    JSON, then the part's from_plain), as plain data: what 'unchanged' means."""
+    args = _decode_plain(json.loads(json.dumps(encode(list(case.args)), allow_nan=True)))
+    if part.from_plain is not None:
+        args = list(part.from_plain(*args))
+    return [plain_inputs(a) for a in args]
+
+
+def _same_plain(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_plain(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_plain(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def changed_arguments(before: list, after) -> list[int]:
+    """Positions of the arguments whose plain data differ after the call (all of them when
+    the child did not send them back as it must)."""
+    if not isinstance(after, list) or len(after) != len(before):
+        return list(range(len(before)))
+    return [i for i, (b, a) in enumerate(zip(before, after)) if not _same_plain(b, a)]
 
 
 def decode_outputs(raw) -> dict[str, np.ndarray]:
@@ -232,19 +345,24 @@ class TrustedChecker:
                              f"{sorted(missing)}, checks without a part {sorted(unknown)}")
         self.workdir = workdir
         self.groups: list[Group] = []
-        for i, (gids, forbidden) in enumerate(spec.groups()):
+        for i, (gids, allow, forbidden) in enumerate(spec.groups()):
             ours, others = split_forbidden(forbidden)
+            if ours:
+                raise ValueError(f"{spec.module}: kflib functions in forbid ({ours}); use allow")
             libdir = workdir / ("lib" if i == 0 else f"lib{i + 1}")
             libdir.mkdir(parents=True)
-            build_kflib_copy(libdir, ours)
+            build_kflib_copy(libdir, allow=allow)
             shutil.copy2(RUNNER, libdir / "runner.py")
             os.chmod(libdir / "runner.py", 0o644)
             self.groups.append(Group(list(gids), libdir, others))
         self.libdir = self.groups[0].libdir
         os.chmod(workdir, 0o755)
         self.parts_json = {}
+        self.inputs: dict[tuple[str, int], object] = {}   # (gid, case) -> the arguments, as plain data
         for part in spec.parts:
             cases = spec.cases(part.grade_id)     # computed once, here, with the real kflib
+            for j, c in enumerate(cases):
+                self.inputs[(part.grade_id, j)] = inputs_plain(part, c)
             self.parts_json[part.grade_id] = {
                 "function": part.function,
                 "to_plain": part.to_plain_source(),
@@ -268,6 +386,7 @@ class TrustedChecker:
         os.chmod(box, 0o755)
         os.chmod(box.parent, 0o755)
         state = _State()
+        state.answer_cells = {i for i in lay.answers.values() if isinstance(i, int)}
         try:
             self._attempts(sub, lay, box, state, result)
         except Exception as exc:                  # noqa: BLE001 -- a grader bug must not stop the run
@@ -439,12 +558,13 @@ class TrustedChecker:
                     found = list(part.check(case, outputs))
                 except Exception as exc:          # noqa: BLE001 -- odd outputs must not crash a spec
                     found = [f"its result could not be compared ({type(exc).__name__}: {exc})"]
-                mutated = ev.get("mutated") or []
-                if part.check_mutation and isinstance(mutated, list) and mutated:
-                    names = [part.arg_names[i] if isinstance(i, int) and i < len(part.arg_names) else "?"
-                             for i in mutated]
-                    found.append(f"it changed the arrays you gave it ({', '.join(map(str, names))}); "
-                                 "work on copies")
+                if part.check_mutation:
+                    mutated = changed_arguments(self.inputs[(gid, j)], ev.get("inputs_after"))
+                    if mutated:
+                        names = [part.arg_names[i] if isinstance(i, int) and i < len(part.arg_names)
+                                 else str(i) for i in mutated]
+                        found.append(f"it changed the arrays you gave it ({', '.join(map(str, names))}); "
+                                     "work on copies")
                 problems += [(case.label, p) for p in found]
             if tripwires:
                 names = ", ".join(sorted(tripwires))
@@ -469,16 +589,21 @@ class TrustedChecker:
                     pres.details.append(f"{lab}: {prob}" if lab else prob)
                 if len(pres.details) >= 4:
                     break
+        # A cell outside the answers (a student's scratch check against kflib, say) that
+        # reached a switched-off kflib function is no report entry: nbgrader's kernel runs
+        # it with kflib on, and the check never grades it.
         cell_errors = [f"cell {i}: {e.get('message', '')}" for i, e in sorted(state.cell_errors.items())
-                       if isinstance(e, dict)]
+                       if isinstance(e, dict) and (i in state.answer_cells
+                                                   or e.get("type") != "ReferenceCallBlocked")]
         if cell_errors:
             result.notes.append("errors in the notebook's own cells: " + "; ".join(cell_errors[:5]))
         if state.tampered:
             result.flag("tampering", "after the student's cells ran: " + "; ".join(sorted(state.tampered)[:8]))
-        if state.toplevel_tripwires:
-            result.notes.append("cells outside the answers called "
-                                + ", ".join(sorted(state.toplevel_tripwires))
-                                + " (switched off in the trusted check)")
+        answer_hits = sorted({h for i, hits in state.cell_tripwires.items() if i in state.answer_cells
+                              for h in hits})
+        if answer_hits:
+            result.notes.append("answer cells called " + ", ".join(answer_hits)
+                                + " outside the graded functions (switched off in the trusted check)")
 
 
 _ERR_SIZE = re.compile(r"\(largest error [^)]*\)")
@@ -520,7 +645,8 @@ class _State:
     cases: dict = field(default_factory=dict)                 # (gid, j) -> event
     cell_errors: dict = field(default_factory=dict)
     tampered: set = field(default_factory=set)
-    toplevel_tripwires: set = field(default_factory=set)
+    cell_tripwires: dict = field(default_factory=dict)        # cell index -> kflib units it reached
+    answer_cells: set = field(default_factory=set)
 
 
 @dataclass
@@ -559,6 +685,9 @@ class _Run:
                 return
             if ev.get("error") is not None:
                 state.cell_errors[ev["index"]] = ev["error"]
+            hits = ev.get("tripwires")
+            if isinstance(hits, list):
+                state.cell_tripwires[ev["index"]] = [str(h)[:100] for h in hits[:20]]
             self.last_cell = ev["index"]
             self.last_part = None
             self.current = None
@@ -573,11 +702,6 @@ class _Run:
         elif kind == "done":
             self.done = True
             self.current = None
-            case_hits = {h for e in state.cases.values() for h in (e.get("tripwires") or [])
-                         if isinstance(h, str)}
-            for hit in ev.get("tripwires") or []:
-                if isinstance(hit, str) and hit not in case_hits:
-                    state.toplevel_tripwires.add(hit[:100])
 
 
 def _why_stopped(run: _Run, s: Settings) -> tuple[str, str]:

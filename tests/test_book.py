@@ -179,6 +179,25 @@ def test_chapter1_pitfall_box_shows_the_computed_numbers(chapter1_text, arima_re
     assert f"{wrong:.1f}" in box
 
 
+def test_chapter1_arima011_fit_of_the_local_level_series(chapter1_text):
+    """The chapter's ARIMA(0,1,1) fit of its local level series (q = 0.5, r = 1, seed 2, the
+    first 2,000 differences), refitted here by statsmodels, and theta = K_inf - 1 from the
+    closed-form steady state P = (q + sqrt(q^2 + 4 q r)) / 2."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    from kflib import simulate
+    from kflib.models import local_level
+
+    q, r = 0.5, 1.0
+    _, y = simulate(local_level(q, r, x0=0.0, P0=0.0), 50_000, rng=np.random.default_rng(2))
+    fit = SARIMAX(y[:2001, 0], order=(0, 1, 1), trend="n", simple_differencing=True).fit(disp=False)
+    theta_printed = _number_after("MA coefficient theta", chapter1_text)
+    assert theta_printed == pytest.approx(fit.params[0], abs=6e-4)     # printed with 3 decimals
+    P = (q + np.sqrt(q * q + 4 * q * r)) / 2
+    theta_local_level = P / (P + r) - 1
+    assert abs(fit.params[0] - theta_local_level) < 2 * fit.bse[0]
+
+
 def test_chapter1_has_figures_that_exist(built_book):
     page = page_path(built_book, CHAPTER1)
     images = page_assets(page).images
@@ -227,6 +246,41 @@ def test_preface_explains_the_exercise_workflow(built_book):
     assert "make lab" in text
     assert "nbgrader validate exercises/ps01-state-space/ps01-state-space.ipynb" in text
     assert "Notation" in text
+
+
+# --- claims asserted in every chapter ----------------------------------------
+
+def hidden_asserts(chapter: Path) -> int:
+    """The `assert` statements in the chapter's code cells tagged `remove-cell`.
+
+    Each sentence of a chapter that states a computed result is backed by such
+    an assert, so that the build fails when a change makes the sentence false.
+    """
+    import ast
+
+    import jupytext
+
+    notebook = jupytext.read(chapter)
+    count = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or "remove-cell" not in cell.metadata.get("tags", []):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:            # IPython syntax (magics): count the statements by text
+            count += len(re.findall(r"^\s*assert\b", cell.source, flags=re.MULTILINE))
+        else:
+            count += sum(isinstance(node, ast.Assert) for node in ast.walk(tree))
+    return count
+
+
+def test_every_chapter_asserts_its_claims():
+    chapters = sorted((REPO / "book").glob("0*-*.md"))
+    assert len(chapters) >= 9, f"expected the nine chapters, found {[c.name for c in chapters]}"
+    counts = {chapter.name: hidden_asserts(chapter) for chapter in chapters}
+    listing = "\n".join(f"  {name}: {n}" for name, n in counts.items())
+    assert all(counts.values()), (
+        "asserts in remove-cell cells per chapter (a chapter with 0 has no claim checked):\n" + listing)
 
 
 def test_mathjax_offline_extension_is_configured():

@@ -14,8 +14,10 @@ solutions/, exercises/, tools/), never in the repository's grading/ folder:
    - a second correct solution, written differently
      (tests/submissions/<assignment>/alternative.py), scores full marks;
    - a submission with exactly one part wrong (wrong.py: mistakes the visible
-     tests catch; wrong_hidden.py: mistakes only the hidden tests catch) loses
-     exactly that part's points and keeps every other part's.
+     tests catch; wrong_hidden.py: mistakes only the hidden tests catch;
+     wrong_dimensions.py: mistakes that show only with n >= 3, m >= 2 or an odd
+     period, which the visible tests catch too) loses exactly that part's points
+     and keeps every other part's.
 
 3. `nbgrader validate`, the student's own check, fails the untouched release,
    passes a correct answer and passes the wrong_hidden.py submissions.
@@ -50,6 +52,9 @@ ANSWER_MARK = re.compile(r"^# %% answer: (?P<grade_id>[A-Za-z0-9_-]+)[ \t]*$", r
 # The session fixtures below generate and grade once; under pytest-xdist keep
 # this module on one worker (`--dist loadgroup`) so that they run once.
 pytestmark = pytest.mark.xdist_group("nbgrader")
+# Submissions with one part wrong: (student id prefix, file). wrong_dimensions.py holds
+# mistakes that show only with n >= 3, m >= 2 or an odd period (the visible tests catch them).
+WRONG_FILES = (("wrong", "wrong.py"), ("hidden", "wrong_hidden.py"), ("dims", "wrong_dimensions.py"))
 # One autograde call grades every submission of an assignment; allow a few
 # seconds per notebook (kernel start-up plus the tests) and then some.
 AUTOGRADE_TIMEOUT = 900
@@ -273,7 +278,7 @@ def submissions_for(assignment: str) -> dict[str, object]:
         "release": release,
         "alternative": fill(release, read_fragments(folder / "alternative.py")),
     }
-    for kind, filename in (("wrong", "wrong.py"), ("hidden", "wrong_hidden.py")):
+    for kind, filename in WRONG_FILES:
         if (folder / filename).exists():
             for gid, code in read_fragments(folder / filename).items():
                 subs[f"{kind}-{gid}"] = fill(release, {**correct, gid: code})
@@ -327,7 +332,7 @@ def graded(course):
 def wrong_cases() -> list[tuple[str, str]]:
     cases = []
     for assignment in assignments():
-        for kind, filename in (("wrong", "wrong.py"), ("hidden", "wrong_hidden.py")):
+        for kind, filename in WRONG_FILES:
             path = SUBMISSIONS / assignment / filename
             if path.exists():
                 cases += [(assignment, f"{kind}-{gid}") for gid in read_fragments(path)]

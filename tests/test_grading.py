@@ -3,7 +3,7 @@
 One session fixture copies the course (config, solutions/, exercises/ of
 ps01) to a temporary folder, fills grading/submitted/ with the adversarial
 submissions of tests/grading_cases.py (plus one student who arrives only in an
-LMS archive, for zip_collect), and runs `make grade`'s Python entry point
+LMS download, for the intake), and runs `make grade`'s Python entry point
 (grader.pipeline.run) once: one nbgrader autograde call for all students, the
 trusted checks two at a time. The repository's own grading/ is never touched.
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # the grader package
 import grading_cases as gc                      # noqa: E402
 
-from grader import course, pipeline, sandbox, spec, trusted  # noqa: E402
+from grader import course, nbg, pipeline, sandbox, spec, trusted  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 A = gc.ASSIGNMENT
@@ -112,15 +112,18 @@ def test_correct_solution_full_marks_no_flags(run):
 
 
 def test_archive_is_taken_in(run):
-    folder = run.root / "grading" / "submitted" / ARCHIVE_STUDENT / A
-    assert (folder / f"{gc.NOTEBOOK}.ipynb").is_file()
-    assert f"{ARCHIVE_STUDENT}: taken in from the archive" in run.output
+    """The download's attempt is kept under grading/attempts/ and graded; grading/submitted/
+    is the instructor's alone."""
+    kept = list((run.root / "grading" / "attempts" / A / ARCHIVE_STUDENT).glob(f"*/{gc.NOTEBOOK}.ipynb"))
+    assert len(kept) == 1 and kept[0].read_bytes() == nbformat.writes(gc.with_answers()).encode()
+    assert not (run.root / "grading" / "submitted" / ARCHIVE_STUDENT).exists()
+    assert run.row(ARCHIVE_STUDENT).source == "lms-download.zip!fromzip_ps01-state-space.ipynb"
+    assert f"{A}: intake: 1 files in grading/downloaded/{A}/archive/, 1 attributed, 0 not attributed" in run.output
 
 
 def test_no_submission_changed(run):
     after = hashes(run.root / "grading" / "submitted")
-    assert {k: v for k, v in after.items() if k in run.before} == run.before
-    assert {k.split("/")[0] for k in set(after) - set(run.before)} == {ARCHIVE_STUDENT}
+    assert after == run.before
     assert "Submissions untouched:" in run.output
 
 
@@ -138,7 +141,7 @@ def test_could_not_grade_is_reported_with_reason(run):
 
 
 def test_grades_csv_has_the_trusted_scores(run):
-    with open(run.root / "grading" / "grades.csv") as fh:
+    with open(run.root / "grading" / "grades.csv", encoding="utf-8-sig") as fh:
         rows = {r["student_id"]: r for r in csv.DictReader(fh)}
     for case in gc.cases():
         assert float(rows[case.student]["score"]) == case.grade, case.student
@@ -146,7 +149,7 @@ def test_grades_csv_has_the_trusted_scores(run):
 
 
 def test_report_csv(run):
-    with open(run.root / "grading" / "report.csv") as fh:
+    with open(run.root / "grading" / "report.csv", encoding="utf-8-sig") as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
     assert list(next(iter(rows.values()))) == pipeline.REPORT_FIELDS
     assert set(rows) == {c.student for c in gc.cases()} | {ARCHIVE_STUDENT}
@@ -163,7 +166,7 @@ def test_report_csv(run):
 def test_gradebook_keeps_both_scores(run):
     from nbgrader.api import Gradebook
 
-    with Gradebook("sqlite:///" + str(run.root / "grading" / "gradebook.db")) as gb:
+    with Gradebook(nbg.db_url(run.root)) as gb:
         grades = {g.name: g for g in gb.find_submission_notebook(gc.NOTEBOOK, A, "replace-kflib").grades}
         assert (grades["test_cv_model"].auto_score, grades["test_cv_model"].manual_score) == (2.0, 0.0)
         assert grades["test_cv_model"].score == 0.0
@@ -527,7 +530,7 @@ def test_ps03_dare_is_switched_off_only_where_the_hidden_tests_do(tmp_path):
     mode, _ = sandbox.detect()
     checker = trusted.TrustedChecker(a, s, tmp_path / "work",
                                      trusted.Settings(isolation=mode, cell_timeout=20, call_timeout=20))
-    assert len(checker.groups) == 4 and any(g.block for g in checker.groups)
+    assert len(checker.groups) == 2 and any(g.block for g in checker.groups)
     src = nbformat.read(ROOT / "solutions" / name / f"{a.notebook}.ipynb", 4)
     correct = {course.nbgrader_meta(c)["grade_id"]: "\n".join(
         ln for ln in c.source.splitlines() if ln.strip() not in gc.SOLUTION_MARKERS)

@@ -1,9 +1,10 @@
 """Trusted check of ps02-kalman-filter (see grader/spec.py for the contract).
 
-Inputs: those of the notebook's visible tests and of its hidden tests (same
-seeds, same order of random draws); references from kflib.kalman_filter, in
-the grader's process. Like the hidden tests, every public kflib function is
-switched off while the student's functions run (LinearGaussianSSM stays).
+Inputs: those of the notebook's visible tests, those of its hidden tests (the
+random ones from kflib.exercise_cases, which the hidden tests import too) and a
+few drawn with the grader's own seeds; references from kflib.kalman_filter, in
+the grader's process. Like the hidden tests, every kflib function except the
+LinearGaussianSSM container is switched off while the student's functions run.
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ import numpy as np
 import kflib
 import kflib.models
 from kflib import LinearGaussianSSM
+from kflib.exercise_cases import ps02_filter, ps02_missing, ps02_predict, ps02_update
 
-from ..spec import Case, Part, compare, public_kflib_functions
+from ..spec import Case, Part, compare
 
 ASSIGNMENT = "ps02-kalman-filter"
-FORBID = public_kflib_functions()
-
-
-def _stable(rng, n):
-    F = rng.normal(size=(n, n))
-    return F * rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
-
-
-def _tuple_of(out, names):
-    if not isinstance(out, tuple) or len(out) != len(names):
-        raise TypeError(f"it must return the tuple ({', '.join(names)}); "
-                        f"it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
 
 
 # --------------------------------------------------------------------------
@@ -43,16 +32,9 @@ def predict_cases():
     x = np.array([2.0, -1.0])
     P = np.array([[4.0, 1.0], [1.0, 2.0]])
     inputs = [((x, P, F, Q), "the example of the visible tests")]
-    rng = np.random.default_rng(2101)
-    for n in [1, 2, 3, 4, 4, 3]:
-        F = _stable(rng, n)
-        A = rng.normal(size=(n, n))
-        Q = A @ A.T / n + 0.1 * np.eye(n)
-        B = rng.normal(size=(n, n))
-        P = B @ B.T
-        Q, P = 0.5 * (Q + Q.T), 0.5 * (P + P.T)
-        x = rng.normal(scale=3.0, size=n)
-        inputs.append(((x, P, F, Q), f"random model with n={n}"))
+    inputs += [(args, f"random model with {label}") for label, args in ps02_predict()]
+    inputs += [(args, f"another random model with {label}")                # the grader's own seed
+               for label, args in ps02_predict(92101)[2:4]]
     for (x, P, F, Q), label in inputs:
         n = len(x)
         ref = kflib.kalman_filter(LinearGaussianSSM(F, np.ones((1, n)), Q, np.eye(1), x, P),
@@ -95,16 +77,9 @@ def update_cases():
               ((np.array([1.0, 2.0]), np.array([[2.0, 1.0], [1.0, 3.0]]), np.array([2.0, 5.0]),
                 np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 0.5], [0.5, 2.0]])),
                "the visible tests' two sensors")]
-    rng = np.random.default_rng(2202)
-    for n, m in [(1, 1), (1, 3), (2, 1), (3, 2), (2, 3), (4, 1), (4, 3), (3, 3)]:
-        B = rng.normal(size=(n, n))
-        P = B @ B.T + 0.01 * np.eye(n)
-        x = rng.normal(scale=3.0, size=n)
-        H = rng.normal(size=(m, n))
-        C = rng.normal(size=(m, m))
-        R = C @ C.T / m + 0.1 * np.eye(m)
-        y = H @ x + rng.normal(scale=2.0, size=m)
-        inputs.append(((x, P, y, H, R), f"random model with n={n}, m={m}"))
+    inputs += [(args, f"random model with {label}") for label, args in ps02_update()]
+    inputs += [(args, f"another random model with {label}")                # the grader's own seed
+               for label, args in ps02_update(92202)[3:5]]
     cases = []
     for (x, P, y, H, R), label in inputs:
         n = len(x)
@@ -141,19 +116,6 @@ def update_check(case, got):
 # (c) kalman_filter_loglik and (d) kalman_filter_missing -> (x_filt, P_filt, loglik)
 
 
-def _random_model(rng, n, m):
-    F = _stable(rng, n)
-    H = rng.normal(size=(m, n))
-    A = rng.normal(size=(n, n))
-    Q = A @ A.T / n + 0.1 * np.eye(n)
-    C = rng.normal(size=(m, m))
-    R = C @ C.T / m + 0.1 * np.eye(m)
-    B = rng.normal(size=(n, n))
-    P0 = B @ B.T
-    x0 = rng.normal(scale=3.0, size=n)
-    return LinearGaussianSSM(F, H, Q, R, x0, P0)
-
-
 def _filter_case(model, y, label):
     ref = kflib.kalman_filter(model, y)
     args = tuple(np.array(a) for a in (model.F, model.H, model.Q, model.R, model.x0, model.P0, y))
@@ -171,12 +133,9 @@ def filter_cases():
     cv = kflib.models.constant_velocity(dt=1.0, q=0.5, r=2.0, x0=[0.0, 1.0], P0=np.eye(2))
     cases.append(_filter_case(cv, np.array([[1.15], [2.8], [0.13], [1.88], [0.21], [1.73]]),
                               "the visible tests' constant-velocity model"))
-    rng = np.random.default_rng(2303)
-    for n, m, T in [(1, 1, 1), (1, 1, 20), (2, 1, 15), (1, 3, 10), (3, 2, 25), (2, 3, 12),
-                    (4, 1, 30), (4, 3, 30)]:
-        model = _random_model(rng, n, m)
-        _, y = kflib.simulate(model, T, rng=rng)
-        cases.append(_filter_case(model, y, f"random model with n={n}, m={m}, T={T}"))
+    for kind, (label, args) in [("random", c) for c in ps02_filter()] + [
+            ("another random", c) for c in ps02_filter(92303)[4:6]]:        # the grader's own seed
+        cases.append(_filter_case(LinearGaussianSSM(*args[:6]), args[6], f"{kind} model with {label}"))
     return cases
 
 
@@ -194,22 +153,9 @@ def missing_cases():
     cases = [_filter_case(model, y_full, "the visible tests' model, nothing missing"),
              _filter_case(model, y, "the visible tests' model with gaps"),
              _filter_case(model, np.full_like(y, np.nan), "the visible tests' model, nothing observed")]
-    rng = np.random.default_rng(2404)
-    for n, m, T in [(1, 1, 1), (1, 1, 20), (2, 1, 15), (1, 3, 10), (3, 2, 25), (2, 3, 12),
-                    (4, 1, 30), (4, 3, 30), (3, 3, 6)]:
-        model = _random_model(rng, n, m)
-        _, y = kflib.simulate(model, T, rng=rng)
-        if T == 6:
-            y[:] = np.nan
-        elif T > 1:
-            y_full = y.copy()
-            y[rng.uniform(size=(T, m)) < 0.3] = np.nan
-            y[0] = y[T // 2] = np.nan
-            if m > 1:
-                y[1], y[2] = y_full[1], y_full[2]
-                y[1, 0] = y[2, 1:] = np.nan
-        label = f"random model with n={n}, m={m}, T={T}, {int(np.isnan(y).sum())} of {T * m} values missing"
-        cases.append(_filter_case(model, y, label))
+    for kind, (label, args) in [("random", c) for c in ps02_missing()] + [
+            ("another random", c) for c in ps02_missing(92404)[4:6]]:        # the grader's own seed
+        cases.append(_filter_case(LinearGaussianSSM(*args[:6]), args[6], f"{kind} model with {label}"))
     return cases
 
 
@@ -239,11 +185,11 @@ def filter_check(case, got):
 ARGS = ("F", "H", "Q", "R", "x0", "P0", "y")
 PARTS = [
     Part("predict", "kf_predict", "kf_predict(x, P, F, Q)", predict_cases, predict_to_plain,
-         predict_check, forbid=FORBID, arg_names=("x", "P", "F", "Q")),
+         predict_check, arg_names=("x", "P", "F", "Q")),
     Part("update", "kf_update", "kf_update(x_pred, P_pred, y, H, R)", update_cases, update_to_plain,
-         update_check, forbid=FORBID, arg_names=("x_pred", "P_pred", "y", "H", "R")),
+         update_check, arg_names=("x_pred", "P_pred", "y", "H", "R")),
     Part("filter", "kalman_filter_loglik", "kalman_filter_loglik(F, H, Q, R, x0, P0, y)", filter_cases,
-         filter_to_plain, filter_check, forbid=FORBID, arg_names=ARGS),
+         filter_to_plain, filter_check, arg_names=ARGS),
     Part("missing", "kalman_filter_missing", "kalman_filter_missing(F, H, Q, R, x0, P0, y)",
-         missing_cases, filter_to_plain, filter_check, forbid=FORBID, arg_names=ARGS),
+         missing_cases, filter_to_plain, filter_check, arg_names=ARGS),
 ]

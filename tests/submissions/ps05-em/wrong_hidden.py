@@ -10,14 +10,6 @@ import numpy as np
 from kflib import kalman_filter, rts_smoother  # noqa: F401
 from kflib.models import local_level  # noqa: F401
 
-# %% answer: m_step_R
-def m_step_R(y, H, x_smooth, P_smooth):
-    # assumes one observed component, as in every visible test
-    e = y[:, 0] - x_smooth @ H[0]
-    HPH = np.einsum("i,tij,j->t", H[0], P_smooth, H[0])
-    return np.array([[np.mean(e**2 + HPH)]])
-
-
 # %% answer: m_step_Q
 def m_step_Q(F, x_smooth, P_smooth, P_lag1, x0_smooth, P0_smooth):
     # the right update, but it works in the caller's P_smooth array: the

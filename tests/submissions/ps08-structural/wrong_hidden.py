@@ -9,24 +9,6 @@ submission, which must lose exactly that part's points.
 import numpy as np
 import scipy.linalg
 
-# %% answer: trig_seasonal
-def trig_seasonal_block(s, h, var):
-    # "j == s // 2" for the frequency-pi harmonic: right for even s (every visible
-    # test), wrong for odd s, where the last harmonic j = (s - 1)/2 is a rotation
-    F_parts, H_parts = [], []
-    for j in range(1, h + 1):
-        lam = 2 * np.pi * j / s
-        if j == s // 2:
-            F_parts.append(np.array([[-1.0]]))
-            H_parts.append([1.0])
-        else:
-            F_parts.append(np.array([[np.cos(lam), np.sin(lam)], [-np.sin(lam), np.cos(lam)]]))
-            H_parts.append([1.0, 0.0])
-    F = scipy.linalg.block_diag(*F_parts)
-    H = np.concatenate(H_parts)[None, :]
-    return F, H, var * np.eye(F.shape[0])
-
-
 # %% answer: combine
 def combine_blocks(blocks, irregular_var):
     # assumes two blocks, as in every visible test
