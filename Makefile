@@ -10,10 +10,11 @@ STAMP  := $(VENV)/.installed
 # version is on local disk; an unpinned torch would pull a multi-GB CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: help setup book test lab exercises bench grade clean
+.PHONY: help setup book check test lab exercises bench grade clean
 
 help:
 	@echo "make book       build the HTML book into _build/html"
+	@echo "make check      lint (ruff), kflib's doctests and the fast tests (~1 min)"
 	@echo "make test       run every test (kflib, book, exercises, browser)"
 	@echo "make lab        open JupyterLab on the exercises"
 	@echo "make exercises  regenerate exercises/ from solutions/ (nbgrader)"
@@ -34,8 +35,15 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . --builder html -W -n --keep-going
 
+# For use while working: skips the tests marked slow (nbgrader, the built
+# book, the browser, the sandbox).
+check: $(STAMP)
+	$(BIN)/ruff check kflib grader tests bench tools
+	$(BIN)/python -m pytest --doctest-modules kflib -q -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=exercises

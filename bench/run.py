@@ -23,8 +23,8 @@ import numpy as np
 
 from kflib import (LinearGaussianSSM, em, kalman_filter, models, reference_filter,
                    reference_smoother, rts_smoother, simulate, steady_state)
-from kflib.fast import fast_filter, fast_smoother
-from kflib.scan import scan_filter, scan_smoother
+from kflib.fast import fast_filter
+from kflib.scan import scan_filter
 
 import records
 

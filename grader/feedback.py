@@ -16,8 +16,8 @@ notebook from trusted parts only:
 and generate_feedback adds the scores per cell from the gradebook, where the
 trusted scores are. The pages then load nothing from the network: nbconvert's
 MathJax from a CDN is replaced by the MathJax 3 of sphinx-mathjax-offline (as
-the book uses), copied once to grading/feedback/_static/mathjax/. Everything a student wrote goes into code cells or plain
-text outputs, which the HTML escapes.
+the book uses), copied once to grading/feedback/_static/mathjax/. Everything a
+student wrote goes into code cells or plain text outputs, which the HTML escapes.
 """
 
 from __future__ import annotations

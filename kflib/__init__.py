@@ -24,7 +24,8 @@ from .steady_state import steady_state
 __all__ = ["LinearGaussianSSM", "simulate", "kalman_filter", "rts_smoother",
            "reference_filter", "reference_smoother",
            "steady_state", "em", "forecast", "disturbance_smoother", "FilterResult",
-           "DiffuseFilterResult", "SmootherResult", "ForecastResult", "DisturbanceResult", "EMResult", "ConvergenceWarning", "ConditioningWarning", "models",
+           "DiffuseFilterResult", "SmootherResult", "ForecastResult", "DisturbanceResult", "EMResult",
+           "ConvergenceWarning", "ConditioningWarning", "models",
            "nonlinear", "structural", "anomaly", "diffuse"]
 __version__ = "0.1.0"
 

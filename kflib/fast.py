@@ -247,7 +247,7 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
             return _compiled_sequential(model, y, u, y3, u3, batched)
         return scan_filter(model, y, u=u)
     n = model.n
-    F, H, Q, R = model.F, model.H, model.Q, model.R
+    F, H = model.F, model.H
 
     # The covariance path does not depend on y: run the exact filter on zeros
     # (one series) until P_pred stops changing, doubling the prefix if needed.
@@ -267,7 +267,7 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
         ks = T - 1                       # never settles: the gains vary to the end
     ks = min(ks, T - 1)
 
-    Pp, Pf, K, S = head.P_pred[ks], head.P_filt[ks], head.K[ks], head.S[ks]
+    K, S = head.K[ks], head.S[ks]
     if COMPILED and nb * T >= COMPILED_ABOVE:
         # every step in one compiled loop: x_pred = F x + B u, nu = y - H x_pred,
         # x_filt = x_pred + K_t nu, with K_t = K_ks from step ks on

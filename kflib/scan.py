@@ -65,7 +65,8 @@ Predicted moments, innovations, gains and the log-likelihood then follow
 from the filtered moments in one vectorised pass.
 
 The results equal :func:`kflib.filter.reference_filter` and
-:func:`kflib.smoother.reference_smoother` (the step-by-step loops) to round-off (about 1e-14 of the largest entry on 1e5 steps). When an
+:func:`kflib.smoother.reference_smoother` (the step-by-step loops) to round-off
+(about 1e-14 of the largest entry on 1e5 steps). When an
 element's ``H Q H' + R`` is singular (for example ``R = 0`` and no process
 noise along an observed direction), the element algebra does not apply and
 :func:`scan_filter` runs the sequential filter instead.
@@ -711,7 +712,6 @@ def scan_smoother(model, filt: FilterResult) -> SmootherResult:
     nb, T, n = xf.shape
     if _shared_over_batch(Pf) and _shared_over_batch(Pp):
         Pf, Pp = Pf[:1], Pp[:1]
-    nc = Pf.shape[0]
     # time last: (n, nb, T) and (n, n, nc, T); state s = 0 is the initial state
     # (the copies matter: einsum is slow on transposed views)
     xf = _prepend(model.x0.reshape(n, 1, 1), np.moveaxis(xf, -1, 0))

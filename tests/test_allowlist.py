@@ -30,6 +30,8 @@ import pytest
 import kflib
 import kflib.testing as kt
 
+pytestmark = pytest.mark.slow   # runs code in subprocesses: skipped by `make check`
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

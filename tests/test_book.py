@@ -15,6 +15,8 @@ import pytest
 from conftest_book import (REPO, built_book, page_assets, page_path,  # noqa: F401
                            page_text, toc_docnames)
 
+pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+
 DOCNAMES = toc_docnames()
 CHAPTER1 = "book/01-state-space"
 EXERCISE1 = "exercises/ps01-state-space/ps01-state-space"

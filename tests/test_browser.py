@@ -18,6 +18,8 @@ import pytest
 from conftest_book import (browser, built_book, page_assets, page_path,  # noqa: F401
                            server, toc_docnames)
 
+pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+
 KNOWN_THEME_ERROR = "Got invalid theme mode"
 DOCNAMES = toc_docnames()
 CHAPTER1 = "book/01-state-space"

@@ -107,7 +107,6 @@ def test_missing_data_M_step_matches_dense_expectation():
     _, y = simulate(model, T, rng=rng)
     y[2, 1] = np.nan
     from kflib.em import _m_step
-    from kflib import rts_smoother
     y3 = y[None]
     filt = kalman_filter(model, y3)
     R_new = _m_step(model, y3, None, filt, ("R",)).R

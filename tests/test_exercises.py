@@ -51,7 +51,7 @@ SOLUTION_END = "### END SOLUTION"
 ANSWER_MARK = re.compile(r"^# %% answer: (?P<grade_id>[A-Za-z0-9_-]+)[ \t]*$", re.MULTILINE)
 # The session fixtures below generate and grade once; under pytest-xdist keep
 # this module on one worker (`--dist loadgroup`) so that they run once.
-pytestmark = pytest.mark.xdist_group("nbgrader")
+pytestmark = [pytest.mark.xdist_group("nbgrader"), pytest.mark.slow]
 # Submissions with one part wrong: (student id prefix, file). wrong_dimensions.py holds
 # mistakes that show only with n >= 3, m >= 2 or an odd period (the visible tests catch them).
 WRONG_FILES = (("wrong", "wrong.py"), ("hidden", "wrong_hidden.py"), ("dims", "wrong_dimensions.py"))

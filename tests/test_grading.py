@@ -46,7 +46,7 @@ from grader import course, nbg, pipeline, sandbox, spec, trusted  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 A = gc.ASSIGNMENT
-pytestmark = pytest.mark.xdist_group("grading")
+pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.slow]
 ARCHIVE_STUDENT = "fromzip"
 
 

@@ -37,7 +37,7 @@ from grader.intake import Attempt, Parsed, parse_name, pick, split_attempt  # no
 ROOT = Path(__file__).resolve().parent.parent
 A1, NB1 = "ps01-state-space", "ps01-state-space"
 A2, NB2 = "ps02-kalman-filter", "ps02-kalman-filter"
-pytestmark = pytest.mark.xdist_group("grading")
+pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.slow]
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,8 @@ import pytest
 from conftest_book import (REPO, browser, built_book, page_path,  # noqa: F401
                            server, toc_docnames)
 
+pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+
 DOCNAME = "book/03-gain"
 SOURCE = REPO / f"{DOCNAME}.md"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

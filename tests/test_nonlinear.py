@@ -95,9 +95,9 @@ def radar_H(x):
 def test_jacobian_checker_accepts_right_and_catches_wrong():
     x = np.array([30.0, 1.0, 40.0, -2.0])
     assert check_jacobian(radar_h, radar_H, x) < 1e-8
-    wrong = lambda x: radar_H(x) * np.array([[1.0], [-1.0]])    # sign error in the bearing row
+    wrong = lambda x: radar_H(x) * np.array([[1.0], [-1.0]])    # noqa: E731  (sign error in the bearing row)
     assert check_jacobian(radar_h, wrong, x) > 1e-3
-    swapped = lambda x: radar_H(x)[:, [2, 1, 0, 3]]              # px and py swapped
+    swapped = lambda x: radar_H(x)[:, [2, 1, 0, 3]]              # noqa: E731  (px and py swapped)
     assert check_jacobian(radar_h, swapped, x) > 1e-3
     with pytest.raises(ValueError, match=r"the Jacobian has shape \(4, 2\); the function needs \(2, 4\)"):
         check_jacobian(radar_h, lambda x: radar_H(x).T, x)
@@ -106,7 +106,7 @@ def test_jacobian_checker_accepts_right_and_catches_wrong():
 def test_torch_jacobian_matches_analytic():
     torch = pytest.importorskip("torch")
     x = np.array([30.0, 1.0, 40.0, -2.0])
-    fun = lambda z: torch.stack([torch.hypot(z[0], z[2]), torch.atan2(z[2], z[0])])
+    fun = lambda z: torch.stack([torch.hypot(z[0], z[2]), torch.atan2(z[2], z[0])])  # noqa: E731
     np.testing.assert_allclose(torch_jacobian(fun, x), radar_H(x), rtol=1e-12)
     np.testing.assert_allclose(numerical_jacobian(radar_h, x), radar_H(x), rtol=1e-7)
 

@@ -366,7 +366,8 @@ def scores_check(case, got):
 
 PARTS = [
     Part("nis", "nis_observed", "nis_observed(nu, S)", nis_cases, nis_to_plain, nis_check, arg_names=("nu", "S")),
-    Part("gate", "chi2_flags", "chi2_flags(nis, dof, alpha)", gate_cases, gate_to_plain, gate_check, arg_names=("nis", "dof", "alpha"), from_plain=gate_args),
+    Part("gate", "chi2_flags", "chi2_flags(nis, dof, alpha)", gate_cases, gate_to_plain, gate_check,
+         arg_names=("nis", "dof", "alpha"), from_plain=gate_args),
     Part("robust", "robust_filter_skip", "robust_filter_skip(F, H, Q, R, x0, P0, y, alpha)",
          robust_cases, robust_to_plain, robust_check,
          arg_names=("F", "H", "Q", "R", "x0", "P0", "y", "alpha")),
