@@ -24,8 +24,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", nargs="*", help="only these assignments (default: every one with submissions)")
     p.add_argument("--course", type=Path, default=ROOT,
                    help="course root holding nbgrader_config.py (default: this repository)")
-    p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 2),
-                   help="trusted checks run in parallel (default: CPUs, at most 4)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2,
+                   help="submissions graded at a time on this machine, each in its own sandboxes "
+                        "with one CPU (default: the number of CPUs)")
+    p.add_argument("--force", action="store_true",
+                   help="grade every submission again, also those unchanged since the last run "
+                        "(by default a result is reused while the notebook, the assignment, its "
+                        "spec, kflib, the grader and these settings are unchanged)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="grade on the workers of this Dask scheduler instead of this machine "
+                        "(each worker needs this course checkout and its .venv at the same path)")
     p.add_argument("--timeout", type=int, default=30,
                    help="seconds per notebook cell and per call of a student's function (default 30)")
     p.add_argument("--memory-mb", type=int, default=2048,
@@ -46,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = Options(root=args.course, assignments=args.assignment, jobs=args.jobs,
                    isolation=args.isolation, timeout=args.timeout, memory_mb=args.memory_mb,
-                   keep_work=args.keep_work, attempt_rule=args.attempt)
+                   keep_work=args.keep_work, attempt_rule=args.attempt, force=args.force,
+                   scheduler=args.scheduler)
     try:
         summary = run(opts)
     except RuntimeError as exc:

@@ -16,10 +16,10 @@ Two kinds of runs:
   URL; SQLite by default), read and written only by this process; grades.csv
   is written from it here (`export`).
 
-SQLite's gradebook is not safe for concurrent writers, so every write is
-serialised: one ``autograde`` call per assignment, one assignment after the
-other, each on its own work gradebook; the real gradebook is written only by
-this process, one submission after the other.
+Each submission gets an ``autograde`` call of its own, on a scratch course of
+its own (grader/work.py), so these run in parallel; the real gradebook is
+written only by the coordinating process, one submission after the other
+(SQLite's gradebook is not safe for concurrent writers).
 """
 
 from __future__ import annotations
@@ -75,13 +75,19 @@ def shown_url(url: str) -> str:
 
 def check_gradebook(root: Path) -> str:
     """Open the configured gradebook once (nbgrader creates its tables if need be);
-    GradebookError with a clear message if that fails. Returns the URL."""
+    GradebookError with a clear message if that fails. Returns the URL.
+
+    Also makes sure the gradebook has a row for the configured course_id: nbgrader's
+    commands file every assignment under CourseDirectory.course_id ("" by default)
+    but create that course's row only when the id is not empty, which a database
+    that enforces foreign keys (PostgreSQL; SQLite does not) refuses."""
     import warnings
 
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Course, Gradebook
 
     try:
-        url = db_url(root)
+        cd = configured(root)
+        url, course_id = cd.db_url, cd.course_id
     except Exception as exc:                   # noqa: BLE001 -- a broken nbgrader_config.py
         raise GradebookError(f"cannot read the gradebook's db_url from nbgrader_config.py: "
                              f"{type(exc).__name__}: {exc}") from None
@@ -90,6 +96,14 @@ def check_gradebook(root: Path) -> str:
             warnings.simplefilter("ignore")
             with Gradebook(url) as gb:
                 gb.students                    # one query: the database answers
+                if gb.db.query(Course).filter(Course.id == course_id).first() is None:
+                    gb.db.add(Course(id=course_id))
+                    try:
+                        gb.db.commit()
+                    except Exception:          # noqa: BLE001 -- another grader added it meanwhile
+                        gb.db.rollback()
+                        if gb.db.query(Course).filter(Course.id == course_id).first() is None:
+                            raise
     except Exception as exc:                   # noqa: BLE001 -- no driver, no server, no file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise GradebookError(
@@ -154,7 +168,10 @@ def _sandbox_env(course: Path) -> dict[str, str]:
             "JUPYTER_RUNTIME_DIR": str(course / ".runtime"), "IPYTHONDIR": str(home / ".ipython"),
             "MPLCONFIGDIR": str(home / ".matplotlib"), "MPLBACKEND": "Agg", "TMPDIR": "/tmp",
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # the kernel imports the kflib the grader imported (the only part of its folder
+            # that is visible in the sandbox), wherever the virtual environment points
+            "PYTHONPATH": str(kflib_dir().parent)}
 
 
 def _own_for_sandbox(course: Path, mode: str, uid: int) -> None:
@@ -178,32 +195,39 @@ class SandboxedRun:
     seconds: float
     timed_out: bool
     returncode: int | None
+    killed_reason: str = ""
+    killed_code: str = ""             # "timeout" or "disk" when the sandbox stopped it
 
 
 def sandboxed(course: Path, args: list[str], mode: str, *, wall: float,
-              memory_mb: int = 4096) -> SandboxedRun:
-    """Run `nbgrader <args>` in the work copy, inside the sandbox."""
+              memory_mb: int = 4096, disk: int | None = None) -> SandboxedRun:
+    """Run `nbgrader <args>` in the work copy, inside the sandbox: its own uid, PID
+    namespace and (where available) cgroup with one CPU; `disk` bytes at most under
+    the work copy."""
     env = _sandbox_env(course)
     uid = sandbox.fresh_uid()
     _own_for_sandbox(course, mode, uid)
     box = sandbox.Sandbox(mode, ro=[kflib_dir()], rw=[course], uid=uid)
     limits = sandbox.Limits(wall=wall, cpu=None, memory=memory_mb << 20, fsize=256 << 20,
-                            nofile=1024, nproc=512)
+                            nofile=1024, nproc=256, cpus=1.0, tasks=256, disk=disk)
     log_path = course.parent / f"nbgrader-{args[0]}.log"
     with open(log_path, "wb") as log:
         res = box.run([sandbox.PYTHON, "-m", "nbgrader", *args], cwd=course,
                       env=env, limits=limits, stdout=log, stderr=log)
-    text = log_path.read_text(errors="replace")
+    with open(log_path, "rb") as fh:                 # the log's end (student code can print)
+        fh.seek(max(0, log_path.stat().st_size - (1 << 20)))
+        text = fh.read().decode("utf-8", "replace")
     if res.timed_out:
         text += f"\n[grader] killed: {res.killed_reason}\n"
-    return SandboxedRun(text, res.seconds, res.timed_out, res.returncode)
+    return SandboxedRun(text, res.seconds, res.timed_out, res.returncode, res.killed_reason,
+                        res.killed_code)
 
 
 def autograde(course: Path, assignment: str, mode: str, *, n_submissions: int, n_cells: int,
-              timeout: int) -> SandboxedRun:
+              timeout: int, disk: int | None = None) -> SandboxedRun:
     wall = 120 + n_submissions * (n_cells * timeout + 60)
     return sandboxed(course, ["autograde", assignment, "--force", f"--Execute.timeout={timeout}",
-                              "--log-level=INFO"], mode, wall=wall)
+                              "--log-level=INFO"], mode, wall=wall, disk=disk)
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Entry|Died)\b")
@@ -279,14 +303,56 @@ def ensure_assignment(root: Path, assignment: str, scratch: Path) -> None:
                            + (proc.stdout + proc.stderr)[-2000:])
 
 
+# several graders may write one gradebook at once (a database server): two of them
+# creating the same student (one task per student and assignment) or submission race,
+# and the loser's INSERT fails; its transaction is rolled back and the write done again,
+# now finding the row. Deadlocks and serialisation failures are retried the same way.
+WRITE_ATTEMPTS = 4
+
+
+def _write(gb, fn) -> None:
+    """fn() then commit, retried on a conflict with a concurrent writer."""
+    import time
+
+    from nbgrader.api import InvalidEntry
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            fn()
+            gb.db.commit()
+            return
+        except (IntegrityError, OperationalError, InvalidEntry):
+            gb.db.rollback()
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+        except Exception:                      # noqa: BLE001 -- not a conflict: no retry
+            gb.db.rollback()
+            raise
+
+
 def record(root: Path, assignment: str, notebook: str, entries: list[dict]) -> dict[str, str]:
     """Write submissions' scores into the real gradebook, in one session: nbgrader's as
     auto_score, the trusted ones as manual_score (which nbgrader's totals, feedback and
     export use). entries: {"student", "auto": {cell: score|None}|None,
-    "trusted": {cell: score}|None, "timestamp"}. Returns student -> error, if any."""
+    "trusted": {cell: score}|None, "timestamp"}. Returns student -> error, if any.
+    Safe with other writers at once on a database server (see _write)."""
     import warnings
 
     from nbgrader.api import Gradebook
+
+    def one(gb, e):
+        gb.update_or_create_student(e["student"])
+        kwargs = {"timestamp": e["timestamp"]} if e.get("timestamp") is not None else {}
+        gb.update_or_create_submission(assignment, e["student"], **kwargs)
+        nb = gb.find_submission_notebook(notebook, assignment, e["student"])
+        for grade in nb.grades:
+            if e.get("auto") is not None:
+                grade.auto_score = e["auto"].get(grade.name)
+            if e.get("trusted") is not None and grade.name in e["trusted"]:
+                grade.manual_score = e["trusted"][grade.name]
+                grade.needs_manual_grade = False
 
     errors = {}
     with warnings.catch_warnings():
@@ -294,19 +360,8 @@ def record(root: Path, assignment: str, notebook: str, entries: list[dict]) -> d
         with Gradebook(db_url(root)) as gb:
             for e in entries:
                 try:
-                    gb.update_or_create_student(e["student"])
-                    kwargs = {"timestamp": e["timestamp"]} if e.get("timestamp") is not None else {}
-                    gb.update_or_create_submission(assignment, e["student"], **kwargs)
-                    nb = gb.find_submission_notebook(notebook, assignment, e["student"])
-                    for grade in nb.grades:
-                        if e.get("auto") is not None:
-                            grade.auto_score = e["auto"].get(grade.name)
-                        if e.get("trusted") is not None and grade.name in e["trusted"]:
-                            grade.manual_score = e["trusted"][grade.name]
-                            grade.needs_manual_grade = False
-                    gb.db.commit()
+                    _write(gb, lambda: one(gb, e))
                 except Exception as exc:       # noqa: BLE001
-                    gb.db.rollback()
                     errors[e["student"]] = f"{type(exc).__name__}: {exc}"
     return errors
 
@@ -329,7 +384,8 @@ def remove_submissions(root: Path, assignment: str, students: list[str]) -> dict
         with Gradebook(db_url(root)) as gb:
             for student in students:
                 try:
-                    gb.update_or_create_student(student)     # a row in grades.csv, blank
+                    # a row in grades.csv, blank
+                    _write(gb, lambda: gb.update_or_create_student(student))
                     gb.remove_submission(assignment, student)
                 except MissingEntry:
                     pass
@@ -360,8 +416,14 @@ def export(root: Path, to: Path) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Gradebook(db_url(root)) as gb:
-            for a in gb.assignments:
-                for st in gb.students:
+            # nbgrader's order (due date, name; last, first name) made total and the same on
+            # every database: empty values first (as SQLite sorts NULL), then the id, compared
+            # by code point (not by the server's collation)
+            assignments = sorted(gb.assignments, key=lambda a: (a.duedate is not None, a.duedate or 0, a.name))
+            students = sorted(gb.students, key=lambda s: (s.last_name is not None, s.last_name or "",
+                                                          s.first_name is not None, s.first_name or "", s.id))
+            for a in assignments:
+                for st in students:
                     row = {"assignment": a.name, "duedate": fmt(a.duedate), "student_id": st.id,
                            "last_name": fmt(st.last_name), "first_name": fmt(st.first_name),
                            "email": fmt(st.email), "max_score": fmt(a.max_score),

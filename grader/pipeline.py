@@ -43,9 +43,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import feedback, intake as intakes, nbg, sandbox, spec as specs
+from . import feedback, intake as intakes, nbg, sandbox, spec as specs, work as work_mod
 from .course import Assignment, Layout, Submission, layout, load_assignment, read_submission, sha256
-from .trusted import Settings, TrustedChecker, TrustedResult
+from .trusted import Settings, split_forbidden
 
 REPORT_FIELDS = ["assignment", "student", "status", "nbgrader_score", "trusted_score", "max_score",
                  "grade", "flags", "reasons", "notes", "attempt", "submitted_at", "late", "source",
@@ -57,7 +57,7 @@ NOT_GRADED = ("not graded", "not attributed")    # statuses that make the exit s
 class Options:
     root: Path
     assignments: list[str] = field(default_factory=list)    # empty: every one with submissions
-    jobs: int = 2
+    jobs: int = 2                     # tasks at a time on this machine
     isolation: str = "auto"
     timeout: int = 30                 # per cell / per call, in nbgrader and in the trusted check
     memory_mb: int = 2048             # trusted child's address space
@@ -65,6 +65,8 @@ class Options:
     keep_work: bool = False
     skip_nbgrader: bool = False       # benchmarks of the trusted check alone
     attempt_rule: str | None = None   # None: grading/intake.toml's rule, else "latest"
+    force: bool = False               # grade again what is unchanged since the last run
+    scheduler: str | None = None      # a Dask scheduler's address: grade on its workers
 
 
 @dataclass
@@ -146,15 +148,33 @@ class Summary:
 
 
 class Out:
-    """Progress lines, flushed at once (make shows them as they come)."""
+    """Progress lines, flushed at once (make shows them as they come); on a terminal a
+    status line (the progress bar) stays below them."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.lock = threading.Lock()
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self._status = ""
 
     def __call__(self, text: str = "") -> None:
         with self.lock:
+            if self._status:
+                self.stream.write("\r\x1b[K")
             self.stream.write(text + "\n")
+            if self._status:
+                self.stream.write(self._status)
+            self.stream.flush()
+
+    def status(self, text: str) -> None:
+        if not self.tty:
+            return
+        with self.lock:
+            self.stream.write("\r\x1b[K" + text)
+            self._status = text
             self.stream.flush()
 
 
@@ -199,13 +219,14 @@ class _Job:
     assignment: Assignment
     spec: specs.Spec | None
     work: Path
-    course: Path | None = None
-    checker: TrustedChecker | None = None
     subs: dict[str, Submission] = field(default_factory=dict)
     layouts: dict[str, Layout] = field(default_factory=dict)
-    trusted: dict[str, TrustedResult] = field(default_factory=dict)
+    results: dict[str, "work_mod.StudentResult"] = field(default_factory=dict)
+    fresh: set[str] = field(default_factory=set)          # graded in this run (not reused)
+    cache: dict[str, dict] = field(default_factory=dict)  # student -> cache entry written
     rows: dict[str, Row] = field(default_factory=dict)
     spec_problem: str = ""
+    env: str = ""                                         # the environment fingerprint
     intake: "intakes.Intake | None" = None
     unrecorded: list[str] = field(default_factory=list)   # withdrawn or undecided: not in the gradebook
     unattributed: list[Row] = field(default_factory=list)
@@ -218,7 +239,7 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     preload_kflib()
     mode, why = sandbox.detect(opts.isolation)
     out(f"Grading the course in {root}")
-    out(f"Isolation of student code: {why}")
+    out(f"Isolation of student code: {why}; per student and step: {sandbox.cgroups()[1]}")
     if mode == "none":
         out("WARNING: without namespaces student code can read and write this machine's files "
             "as the grader's user; run as root or enable unprivileged user namespaces.")
@@ -255,82 +276,73 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     jobs: list[_Job] = []
     failed_rows: list[Row] = []
     written: set[str] = set()           # attempts kept under grading/attempts/ by this run
-    pool = None
+    executor = None
     try:
         # 1. intake ----------------------------------------------------------
         t0 = time.monotonic()
         for name in names:
             try:
-                jobs.append(_prepare(root, name, work, mode, settings, isettings, out, written))
+                jobs.append(_prepare(root, name, work, isettings, out, written))
             except Exception as exc:                     # noqa: BLE001 -- go on with the others
                 out(f"ERROR: cannot grade {name}: {type(exc).__name__}: {exc}")
                 failed_rows += _unassessable(root, name, f"{type(exc).__name__}: {exc}")
         timings["intake"] = time.monotonic() - t0
-        # 2 + 3. nbgrader autograde (sequential) while the trusted checks run (parallel)
+        # 2. what to grade: a result is reused while the notebook, the assignment, its
+        #    spec, kflib, the grader and the settings are as they were
         t0 = time.monotonic()
-        pool = cf.ThreadPoolExecutor(max_workers=max(1, opts.jobs))
-        futures = {}
-        todo = [(job, student, sub) for job in jobs if job.checker
-                for student, sub in job.subs.items() if not sub.problem]
-        total = len(todo)
-        for job, student, sub in todo:
-            futures[pool.submit(job.checker.check, sub, job.layouts[student])] = (job, student)
-        done_count = [0]
-        last_done = [0.0]
-
-        def report_progress(fut):
-            job, student = futures[fut]
-            done_count[0] += 1
-            try:
-                res = fut.result()
-            except Exception as exc:                     # noqa: BLE001
-                res = TrustedResult({}, error=f"{type(exc).__name__}: {exc}")
-            job.trusted[student] = res
-            last_done[0] = time.monotonic()
-            flags = ",".join(sorted({c for c, _ in res.flags})) or "-"
-            status = (f"trusted {res.score:g}/{job.assignment.max_score:g}" if not res.error
-                      else f"ERROR {res.error[:80]}")
-            out(f"  [{done_count[0]}/{total}] {job.assignment.name} {student}: {status} "
-                f"flags {flags} ({res.seconds:.1f} s)")
-
-        for fut in futures:
-            fut.add_done_callback(report_progress)
-        autograde_logs = {}
-        if not opts.skip_nbgrader:
-            for job in jobs:
-                if job.course is None or not job.subs:
-                    continue
-                n_cells = sum(1 for c in job.assignment.release.cells if c.cell_type == "code")
-                out(f"  nbgrader autograde {job.assignment.name}: {len(job.subs)} submissions "
-                    f"({'sandboxed, ' if mode != 'none' else ''}one assignment at a time)")
-                res = nbg.autograde(job.course, job.assignment.name, mode, n_submissions=len(job.subs),
-                                    n_cells=n_cells, timeout=opts.timeout)
-                autograde_logs[job.assignment.name] = res
-                out(f"  nbgrader autograde {job.assignment.name}: finished in {res.seconds:.0f} s"
-                    + (" (KILLED: took too long)" if res.timed_out else ""))
-        timings["autograde"] = time.monotonic() - t0
-        pool.shutdown(wait=True)           # the callbacks have run when the workers are joined
-        timings["trusted checks"] = (last_done[0] or time.monotonic()) - t0
+        todo: list[tuple[_Job, work_mod.Task]] = []
+        for job in jobs:
+            todo += [(job, t) for t in _plan(root, job, settings, opts)]
+        reused = sum(len(job.results) for job in jobs)
+        timings["plan"] = time.monotonic() - t0
+        # 3. grade: one task per student (nbgrader autograde and the trusted check, in a
+        #    scratch of its own), --jobs at a time here or on a Dask cluster
+        t0 = time.monotonic()
+        if todo:
+            if opts.scheduler:
+                from . import cluster
+                executor = cluster.DaskExecutor(opts.scheduler, out)
+            else:
+                executor = LocalExecutor(opts.jobs)
+            out(f"Grading {len(todo)} submission(s) ({reused} unchanged since the last run, reused) "
+                f"on {executor.describe()}")
+            progress = Progress(len(todo), out)
+            by_key = {t.key: (job, t) for job, t in todo}
+            for task, result, error in executor.run([t for _, t in todo]):
+                job, _ = by_key[task.key]
+                if error is not None:
+                    result = work_mod.StudentResult(task.assignment, task.student, task.key,
+                                                    trusted_error=error)
+                job.results[task.student] = result
+                job.fresh.add(task.student)
+                progress.done(job, task.student, result)
+            progress.finish()
+        elif reused:
+            out(f"Nothing to grade: all {reused} submission(s) unchanged since the last run "
+                "(python -m grader --force grades them again)")
+        timings["grading"] = time.monotonic() - t0
         # 4. combine, gradebook ----------------------------------------------
         t0 = time.monotonic()
         for job in jobs:
             try:
-                _combine(root, job, autograde_logs.get(job.assignment.name), opts, out)
+                _combine(root, job, opts, out)
             except Exception as exc:                     # noqa: BLE001 -- go on with the others
                 out(f"ERROR: recording {job.assignment.name} failed: {type(exc).__name__}: {exc}")
                 for row in job.rows.values():
                     row.flag("gradebook-error", f"{type(exc).__name__}: {exc}")
         timings["gradebook"] = time.monotonic() - t0
-        # 5. feedback ---------------------------------------------------------
+        # 5. feedback, --jobs nbgrader processes at a time --------------------
         t0 = time.monotonic()
         for job in jobs:
             try:
-                _feedback(root, job, work, out)
+                _feedback(root, job, work, opts, out)
             except Exception as exc:                     # noqa: BLE001
                 out(f"ERROR: feedback for {job.assignment.name} failed: {type(exc).__name__}: {exc}")
                 for row in job.rows.values():
                     row.flag("feedback-error", f"{type(exc).__name__}: {exc}")
         timings["feedback"] = time.monotonic() - t0
+        for job in jobs:
+            _save_cache(root, job)
         # 6. export, report ----------------------------------------------------
         rows = ([row for job in jobs for row in job.rows.values()] + failed_rows
                 + [row for job in jobs for row in job.unattributed])
@@ -348,8 +360,9 @@ def run(opts: Options, out: Out | None = None) -> Summary:
                           [r for job in jobs if job.intake for r in intakes.csv_rows(job.intake)],
                           set(names), intakes.INTAKE_FIELDS)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if executor is not None:
+            executor.close()
+        work_mod.forget_contexts()
         if not opts.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     # checksums: the submissions and the instructor's files are as they were
@@ -385,11 +398,78 @@ def run(opts: Options, out: Out | None = None) -> Summary:
     return summary
 
 
+class LocalExecutor:
+    """Tasks on this machine, `jobs` at a time (each task's processes are sandboxed)."""
+
+    def __init__(self, jobs: int):
+        self.jobs = max(1, jobs)
+        self.pool = cf.ThreadPoolExecutor(max_workers=self.jobs)
+
+    def describe(self) -> str:
+        return f"this machine, {self.jobs} at a time (--jobs)"
+
+    def run(self, tasks):
+        """Yield (task, result, None) or (task, None, error text) as tasks finish."""
+        futures = {self.pool.submit(work_mod.run_task, t): t for t in tasks}
+        for fut in cf.as_completed(futures):
+            task = futures[fut]
+            try:
+                yield task, fut.result(), None
+            except Exception as exc:                     # noqa: BLE001 -- one task, not the run
+                yield task, None, f"{type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Progress:
+    """One line per finished submission with a bar, the count and an estimate of the
+    time left; on a terminal also a status line that stays at the bottom."""
+
+    WIDTH = 24
+
+    def __init__(self, total: int, out: Out):
+        self.total, self.out, self.n = total, out, 0
+        self.start = time.monotonic()
+
+    def bar(self) -> str:
+        filled = round(self.WIDTH * self.n / self.total) if self.total else self.WIDTH
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
+        left = "done" if self.n == self.total else (
+            f"ETA {_duration(eta)}" if eta == eta else "ETA -")
+        return (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.n}/{self.total} "
+                f"{_duration(elapsed)} elapsed, {left}")
+
+    def done(self, job, student: str, res) -> None:
+        self.n += 1
+        tr = res.trusted
+        if tr is not None:
+            status = f"trusted {tr.score:g}/{job.assignment.max_score:g}"
+            flags = ",".join(sorted({c for c, _ in tr.flags + res.flags})) or "-"
+        elif res.trusted_error:
+            status, flags = f"ERROR {res.trusted_error[:80]}", "-"
+        else:
+            status, flags = "nbgrader only", ",".join(sorted({c for c, _ in res.flags})) or "-"
+        secs = sum(res.seconds.values())
+        self.out(f"  [{self.n}/{self.total}] {job.assignment.name} {student}: {status} "
+                 f"flags {flags} ({secs:.1f} s)   {self.bar()}")
+        self.out.status(self.bar())
+
+    def finish(self) -> None:
+        self.out.status("")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 # --------------------------------------------------------------------------
 
 
-def _prepare(root: Path, name: str, work: Path, mode: str, settings: Settings,
-             isettings: "intakes.Settings", out: Out, written: set[str]) -> _Job:
+def _prepare(root: Path, name: str, work: Path, isettings: "intakes.Settings", out: Out,
+             written: set[str]) -> _Job:
     awork = work / name
     awork.mkdir()
     assignment = load_assignment(root, name)
@@ -399,19 +479,15 @@ def _prepare(root: Path, name: str, work: Path, mode: str, settings: Settings,
             f"no grader/checks/{specs.module_name(name).split('.')[-1]}.py")
     except Exception as exc:                             # noqa: BLE001 -- a broken spec
         spec, problem = None, f"its spec does not load ({type(exc).__name__}: {exc})"
-    job = _Job(assignment, spec, awork)
     if spec is not None:
-        try:
-            job.checker = TrustedChecker(assignment, spec, awork / "trusted", settings)
-        except Exception as exc:                         # noqa: BLE001
-            job.spec, problem = None, f"its spec does not fit ({type(exc).__name__}: {exc})"
+        problem = _spec_fits(assignment, spec)
+        if problem:
+            spec, problem = None, f"its spec does not fit ({problem})"
+    job = _Job(assignment, spec, awork)
     job.spec_problem = problem
     if problem:
         out(f"WARNING: {name} has no usable trusted check: {problem}. Its submissions keep "
             "nbgrader's score and are flagged 'no-trusted-check'.")
-    job.course = nbg.make_work_course(root, awork, name)
-    _check_release(root, job, out)
-    nbg.hide_instructor_notebooks(job.course, name)
     # intake: one submission per student, every file accounted for
     intake = intakes.take_in(root, name, assignment.notebook, isettings)
     job.intake = intake
@@ -447,7 +523,7 @@ def _take(job: _Job, student: str, entry: "intakes.Entry", row: Row, out: Out) -
     if entry.late:
         row.late = entry.attempt.late_reason
         row.flag("late", entry.attempt.late_reason)
-    dest = job.course / "grading" / "submitted" / student / name
+    dest = job.work / "submitted" / student / name
     if entry.status == "withdrawn":
         row.status = "withdrawn"
         row.notes.append(entry.reason)
@@ -525,68 +601,152 @@ def _unassessable(root: Path, name: str, why: str) -> list[Row]:
     return rows
 
 
-def _check_release(root: Path, job: _Job, out: Out) -> None:
-    """Students hold exercises/<a>/; warn if the source no longer generates it."""
-    name = job.assignment.name
-    gen = job.course / "exercises" / name / f"{job.assignment.notebook}.ipynb"
-    committed = root / "exercises" / name / f"{job.assignment.notebook}.ipynb"
-    if gen.exists() and committed.exists() and gen.read_bytes() != committed.read_bytes():
-        out(f"WARNING: solutions/{name} no longer generates the released exercises/{name} "
-            "(run make exercises): grading uses the current source and release.")
+def _spec_fits(assignment: Assignment, spec: specs.Spec) -> str:
+    """What is wrong with a spec for this notebook ("" when it fits); the trusted checker
+    checks the same again where it is built."""
+    missing = set(assignment.parts) - {p.grade_id for p in spec.parts}
+    unknown = {p.grade_id for p in spec.parts} - set(assignment.parts)
+    if missing or unknown:
+        return (f"{spec.module} does not match the notebook: parts without a check {sorted(missing)}, "
+                f"checks without a part {sorted(unknown)}")
+    try:
+        for _, _, forbidden in spec.groups():
+            ours, _ = split_forbidden(forbidden)
+            if ours:
+                return f"{spec.module}: kflib functions in forbid ({ours}); use allow"
+    except Exception as exc:                             # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
-def _combine(root: Path, job: _Job, ag: "nbg.SandboxedRun | None", opts: Options, out: Out) -> None:
+# --------------------------------------------------------------------------
+# the incremental cache: grading/cache/<assignment>/<student>.json
+
+
+CACHE = Path("grading") / "cache"
+
+
+def _cache_file(root: Path, assignment: str, student: str) -> Path:
+    import hashlib
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student)[:60]
+    return (root / CACHE / assignment
+            / f"{safe}-{hashlib.sha256(student.encode()).hexdigest()[:10]}.json")
+
+
+def _autograded_path(root: Path, a: Assignment, student: str) -> Path:
+    return root / "grading" / "autograded" / student / a.name / f"{a.notebook}.ipynb"
+
+
+def _plan(root: Path, job: _Job, settings: Settings, opts: Options) -> list["work_mod.Task"]:
+    """The tasks to run for this assignment; unchanged submissions get their cached result."""
+    import dataclasses
+    import hashlib
+    import json
+
+    a = job.assignment
+    env = work_mod.fingerprint(work_mod.environment(root, a.name))
+    job.env = env
+    sdict = dataclasses.asdict(settings)
+    tasks = []
+    for student, sub in sorted(job.subs.items()):
+        if sub.problem:
+            continue
+        files = {}
+        for p in sorted(sub.folder.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                data = p.read_bytes()
+                files[str(p.relative_to(sub.folder))] = (work_mod.strip_outputs(data)
+                                                         if p.suffix == ".ipynb" else data)
+        key = work_mod.task_key(files, env, sdict, not opts.skip_nbgrader)
+        cached = None
+        cf_path = _cache_file(root, a.name, student)
+        if not opts.force and cf_path.is_file():
+            try:
+                entry = json.loads(cf_path.read_text(encoding="utf-8"))
+                if entry.get("key") == key and entry.get("student") == student:
+                    ag = _autograded_path(root, a, student)
+                    want = entry["result"].get("autograded_sha256", "")
+                    data = ag.read_bytes() if want and ag.is_file() else None
+                    if not want or (data is not None and hashlib.sha256(data).hexdigest() == want):
+                        cached = work_mod.StudentResult.from_json(entry["result"], data)
+                        job.cache[student] = entry
+            except Exception:                            # noqa: BLE001 -- a stale or broken entry
+                cached = None
+        if cached is not None:
+            job.results[student] = cached
+        else:
+            tasks.append(work_mod.Task(a.name, student, files, key, env, str(root), sdict,
+                                       run_nbgrader=not opts.skip_nbgrader))
+    return tasks
+
+
+def _save_cache(root: Path, job: _Job) -> None:
+    """Keep each result of this run with the key it was computed for (a result that
+    could not be recorded or whose check failed is not kept: it is graded again)."""
+    import json
+
+    for student in job.fresh:
+        res, row = job.results[student], job.rows.get(student)
+        path = _cache_file(root, job.assignment.name, student)
+        if row is None or res.trusted_error or any(c in ("gradebook-error", "checker-error", "feedback-error")
+                                                   for c, _ in row.flags):
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"student": student, "key": res.key, "result": res.to_json(),
+                 "feedback": job.cache.get(student, {}).get("feedback", "")}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _combine(root: Path, job: _Job, opts: Options, out: Out) -> None:
     a = job.assignment
     students = sorted(job.subs)
-    scores: dict = {}
-    reasons: dict = {}
-    db_problem = ""
-    if ag is not None:
-        scores, db_problem = nbg.read_scores(job.course, a.name, a.notebook, students)
-        reasons = nbg.failure_reasons(ag.log)
-        autograded = job.course / "grading" / "autograded"
-    else:
-        autograded = None
-    nbg.ensure_assignment(root, a.name, job.work)
+    if any(not r.release_matches for r in job.results.values()):
+        out(f"WARNING: solutions/{a.name} no longer generates the released exercises/{a.name} "
+            "(run make exercises): grading uses the current source and release.")
+    _ensure_assignment(root, job)
     entries = []
     for student in students:
         sub, row = job.subs[student], job.rows[student]
-        res = job.trusted.get(student)
+        res = job.results.get(student)
+        if res is not None and student not in job.fresh:
+            row.notes.append("unchanged since the last run: its result was reused")
         # nbgrader's view
-        nb_scores = scores.get(student)
-        nb_file = autograded / student / a.name / f"{a.notebook}.ipynb" if autograded else None
-        if ag is not None and not sub.problem:
-            if db_problem:
-                row.flag("nbgrader-failed", db_problem)
-            elif nb_file is None or not nb_file.exists() or nb_scores is None:
-                why = reasons.get(student) or ("nbgrader ran out of time" if ag.timed_out
-                                               else "no autograded notebook (see the autograde log)")
-                row.flag("nbgrader-failed", why)
-                nb_scores = None
-            if nb_scores is not None:
+        nb_scores = None
+        if res is not None and not sub.problem and not res.nbgrader_skipped:
+            for code, reason in res.flags:
+                row.flag(code, reason)
+            if res.nbgrader_problem:
+                row.flag("nbgrader-failed", res.nbgrader_problem)
+            else:
+                nb_scores = res.nbgrader
                 for gid, part in a.parts.items():
                     vals = [nb_scores.get(t) for t in part.tests]
                     row.part_nbgrader[gid] = sum(v or 0.0 for v in vals)
                 row.nbgrader_score = sum(v or 0.0 for v in nb_scores.values())
         # the trusted view
         trusted_cells = None
+        tr = res.trusted if res is not None else None
         if sub.problem:
             row.trusted_score = 0.0
             trusted_cells = {t: 0.0 for p in a.parts.values() for t in p.tests}
         elif job.spec is None:
             row.flag("no-trusted-check", f"{job.spec_problem}: nbgrader's score kept, unverified")
-        elif res is None or res.error:
+        elif tr is None or tr.error:
             row.status = "not graded"
-            row.flag("checker-error", res.error if res else "the trusted check did not run")
+            row.flag("checker-error", (tr.error if tr is not None else "")
+                     or (res.trusted_error if res is not None else "") or "the trusted check did not run")
         else:
-            row.seconds = res.seconds
-            for code, reason in res.flags:
+            row.seconds = tr.seconds
+            for code, reason in tr.flags:
                 row.flag(code, reason)
-            row.notes += res.notes
-            row.trusted_score = res.score
+            row.notes += tr.notes
+            row.trusted_score = tr.score
             trusted_cells = {}
             for gid, part in a.parts.items():
-                pres = res.parts[gid]
+                pres = tr.parts[gid]
                 row.part_trusted[gid] = pres.points
                 frac = pres.points / part.points if part.points else 0.0
                 for t, pts in part.tests.items():
@@ -607,62 +767,110 @@ def _combine(root: Path, job: _Job, ag: "nbg.SandboxedRun | None", opts: Options
                 row.notes.append("timestamp.txt could not be read")
         entries.append({"student": student, "auto": nb_scores, "trusted": trusted_cells, "timestamp": ts})
         # the instructor's copy of nbgrader's autograded notebook
-        if nb_file is not None:
-            dest = root / "grading" / "autograded" / student / a.name
-            shutil.rmtree(dest, ignore_errors=True)
-            if nb_file.exists():
-                dest.mkdir(parents=True)
-                shutil.copy(nb_file, dest / nb_file.name)
+        if res is not None and student in job.fresh and not res.nbgrader_skipped:
+            dest = _autograded_path(root, a, student)
+            shutil.rmtree(dest.parent, ignore_errors=True)
+            if res.autograded is not None:
+                dest.parent.mkdir(parents=True)
+                dest.write_bytes(res.autograded)
     for student, error in nbg.record(root, a.name, a.notebook, entries).items():
         job.rows[student].flag("gradebook-error", error)
     for student, error in nbg.remove_submissions(root, a.name, job.unrecorded).items():
         job.rows[student].flag("gradebook-error", f"could not take it out of the gradebook: {error}")
 
 
-def _feedback(root: Path, job: _Job, work: Path, out: Out) -> None:
+def _ensure_assignment(root: Path, job: _Job) -> None:
+    """The assignment (notebooks, cells, points) in the real gradebook; skipped when the
+    gradebook holds it already, recorded from this same source."""
+    import json
+    import warnings
+
+    from nbgrader.api import Gradebook, MissingEntry
+
     a = job.assignment
-    staging = work / "feedback-src" / a.name
-    for student, sub in job.subs.items():
-        row = job.rows[student]
-        res = job.trusted.get(student)
-        messages, rows = {}, []
-        visible = feedback.visible_messages(
-            a, job.course / "grading" / "autograded" / student / a.name / f"{a.notebook}.ipynb")
-        for gid, part in a.parts.items():
-            if res is not None and not res.error and gid in res.parts:
-                pres = res.parts[gid]
-                messages[gid] = feedback.part_message(pres.summary, pres.details,
-                                                      "" if pres.passed else visible.get(gid, ""))
-                rows.append((gid, pres.points, part.points, "correct" if pres.passed else "not correct"))
-            elif sub.problem:
-                messages[gid] = f"Not graded: {sub.problem}"
-                rows.append((gid, 0.0, part.points, "not graded"))
-            else:
-                pts = row.part_nbgrader.get(gid)
-                messages[gid] = ("Checked by nbgrader's tests only: "
-                                 + ("no score" if pts is None else f"{pts:g} / {part.points:g}")
-                                 + (f"\nThe visible test in your notebook says:\n  {visible[gid]}"
-                                    if gid in visible else ""))
-                rows.append((gid, pts or 0.0, part.points, "nbgrader's tests"))
-        header = feedback.header_text(a, rows, sub.problem if sub.problem else "")
-        nb = feedback.build(a, sub if not sub.problem else None, job.layouts.get(student), messages, header)
-        dest = staging / student / a.name
-        dest.mkdir(parents=True)
-        nbformat.write(nb, dest / f"{a.notebook}.ipynb")
-    if not job.subs:
+    stamp = root / CACHE / a.name / "_assignment.json"
+    want = {"env": job.env, "db": nbg.shown_url(nbg.db_url(root))}
+    try:
+        if json.loads(stamp.read_text()) == want:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Gradebook(nbg.db_url(root)) as gb:
+                    gb.find_assignment(a.name)
+                    gb.find_notebook(a.notebook, a.name)
+            return
+    except (OSError, ValueError, MissingEntry):
+        pass
+    nbg.ensure_assignment(root, a.name, job.work)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(want))
+
+
+def _feedback(root: Path, job: _Job, work: Path, opts: Options, out: Out) -> None:
+    """Feedback for every submission graded in this run, and for those whose page is
+    missing or was made from another result; `nbgrader generate_feedback` renders them,
+    --jobs processes at a time (each on its share of the students)."""
+    a = job.assignment
+    fb_dir = root / "grading" / "feedback"
+    page = lambda s: fb_dir / s / a.name / f"{a.notebook}.html"                  # noqa: E731
+    todo = []
+    for student in sorted(job.subs):
+        res = job.results.get(student)
+        key = res.key if res is not None else ""
+        if (student in job.fresh or not key or job.cache.get(student, {}).get("feedback") != key
+                or not page(student).is_file()):
+            todo.append(student)
+    if not todo:
         return
-    proc = nbg.generate_feedback(root, a.name, staging)
-    made = {s for s in job.subs
-            if (root / "grading" / "feedback" / s / a.name / f"{a.notebook}.html").exists()}
-    feedback.localize_pages(root / "grading" / "feedback",
-                            [root / "grading" / "feedback" / s / a.name / f"{a.notebook}.html"
-                             for s in sorted(made)])
-    missing = sorted(set(job.subs) - made)
-    if proc.returncode != 0 or missing:
+    shares = [todo[i::max(1, min(opts.jobs, len(todo)))] for i in range(max(1, min(opts.jobs, len(todo))))]
+    stagings = []
+    for k, share in enumerate(shares):
+        staging = work / f"feedback-src-{k}" / a.name
+        for student in share:
+            _feedback_notebook(root, job, student, staging / student / a.name)
+        stagings.append(staging)
+    with cf.ThreadPoolExecutor(max_workers=len(stagings)) as pool:
+        procs = list(pool.map(lambda st: nbg.generate_feedback(root, a.name, st), stagings))
+    made = [s for s in todo if page(s).exists()]
+    feedback.localize_pages(fb_dir, [page(s) for s in sorted(made)])
+    for s in made:
+        res = job.results.get(s)
+        if res is not None:
+            job.cache.setdefault(s, {})["feedback"] = res.key
+    missing = sorted(set(todo) - set(made))
+    if any(p.returncode != 0 for p in procs) or missing:
         out(f"  nbgrader generate_feedback {a.name}: no feedback for {missing}:\n"
-            + (proc.stdout + proc.stderr)[-1500:])
+            + "".join((p.stdout + p.stderr)[-1500:] for p in procs if p.returncode != 0))
         for s in missing:
             job.rows[s].flag("feedback-error", "no feedback HTML was generated")
+
+
+def _feedback_notebook(root: Path, job: _Job, student: str, dest: Path) -> None:
+    a = job.assignment
+    sub, row = job.subs[student], job.rows[student]
+    res = job.results.get(student)
+    tr = res.trusted if res is not None else None
+    messages, rows = {}, []
+    visible = feedback.visible_messages(a, _autograded_path(root, a, student))
+    for gid, part in a.parts.items():
+        if tr is not None and not tr.error and gid in tr.parts and job.spec is not None:
+            pres = tr.parts[gid]
+            messages[gid] = feedback.part_message(pres.summary, pres.details,
+                                                  "" if pres.passed else visible.get(gid, ""))
+            rows.append((gid, pres.points, part.points, "correct" if pres.passed else "not correct"))
+        elif sub.problem:
+            messages[gid] = f"Not graded: {sub.problem}"
+            rows.append((gid, 0.0, part.points, "not graded"))
+        else:
+            pts = row.part_nbgrader.get(gid)
+            messages[gid] = ("Checked by nbgrader's tests only: "
+                             + ("no score" if pts is None else f"{pts:g} / {part.points:g}")
+                             + (f"\nThe visible test in your notebook says:\n  {visible[gid]}"
+                                if gid in visible else ""))
+            rows.append((gid, pts or 0.0, part.points, "nbgrader's tests"))
+    header = feedback.header_text(a, rows, sub.problem if sub.problem else "")
+    nb = feedback.build(a, sub if not sub.problem else None, job.layouts.get(student), messages, header)
+    dest.mkdir(parents=True)
+    nbformat.write(nb, dest / f"{a.notebook}.ipynb")
 
 
 def write_report(path: Path, rows: list[Row], assignments: set[str] | None = None) -> None:

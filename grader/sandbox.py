@@ -26,10 +26,21 @@ process runs in its own session and, with namespaces, as PID 1 of its own PID
 namespace, so killing it kills everything it started; limits on address space
 (memory), CPU time, file size, open files and processes apply to every process
 it starts.
+
+Where the machine lets the grader create cgroups (v2, or v1's ``cpu`` and
+``pids`` hierarchies; as root), every sandboxed command also gets a cgroup of
+its own: a CPU quota (one CPU by default), so that a notebook that starts many
+busy processes slows only itself, a cap on its tasks, and at the end every
+process in it is killed, including those that left the session with
+``setsid``. Without cgroups the PID namespace (and, in root mode, the uid of
+its own) does the killing, and the CPU share is not limited; :func:`cgroups`
+says which applies. A disk quota (``Limits.disk``) on the writable paths is
+watched while the command runs: above it the command is killed.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -108,6 +119,9 @@ class Limits:
     fsize: int | None = 64 << 20       # bytes per file written (RLIMIT_FSIZE)
     nofile: int | None = 256           # open files per process
     nproc: int | None = 256            # processes and threads of the sandbox's user
+    cpus: float | None = 1.0           # CPU quota of the whole command (cgroup), in CPUs
+    tasks: int | None = 256            # processes and threads of the whole command (cgroup)
+    disk: int | None = None            # bytes under the writable paths, watched while it runs
 
 
 @dataclass
@@ -118,6 +132,7 @@ class Result:
     mode: str
     stderr: str = ""                   # the last few kB of stderr (diagnostics)
     killed_reason: str = ""
+    killed_code: str = ""              # "timeout" (wall clock or deadline) or "disk"
 
 
 @dataclass
@@ -184,11 +199,13 @@ def _tasks_of_uid(uid: int) -> int:
     return count
 
 
-def _preexec(limits: Limits, nproc: int | None):
+def _preexec(limits: Limits, nproc: int | None, group: "CGroup | None" = None):
     import resource
 
     def apply():
         os.setsid()
+        if group is not None:
+            group.join()
         for name, value in (("RLIMIT_AS", limits.memory), ("RLIMIT_CPU", limits.cpu),
                             ("RLIMIT_FSIZE", limits.fsize), ("RLIMIT_NOFILE", limits.nofile),
                             ("RLIMIT_NPROC", nproc), ("RLIMIT_CORE", 0)):
@@ -221,35 +238,52 @@ def _run(sandbox, argv, *, cwd, env, limits, stdout, stderr, on_line, deadline) 
     os.chmod(scratch, 0o700)
     stderr_file = stderr if stderr is not None else tempfile.TemporaryFile()
     start = time.monotonic()
+    group = None
     try:
         cmd = _command(sandbox, argv, cwd, scratch)
         nproc = limits.nproc
         if nproc is not None and sandbox.mode != "root":
             # RLIMIT_NPROC counts every task of the (real) uid, not only the sandbox's
             nproc += _tasks_of_uid(os.getuid())
+        if (limits.cpus or limits.tasks) and cgroups()[0]:
+            group = CGroup(limits.cpus, limits.tasks)
         proc = subprocess.Popen(
             cmd, cwd=cwd if sandbox.mode == "none" else "/", env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if on_line else stdout,
-            stderr=stderr_file, preexec_fn=_preexec(limits, nproc), close_fds=True)
+            stderr=stderr_file, preexec_fn=_preexec(limits, nproc, group), close_fds=True)
         reader = None
         if on_line:
             reader = threading.Thread(target=_read_lines, args=(proc.stdout, on_line), daemon=True)
             reader.start()
-        timed_out, reason = False, ""
+        timed_out, reason, code = False, "", ""
+        writable = [p for kind, p in sandbox.visible_paths() if kind == "rw"] or [cwd]
+        next_disk_check = start + 0.5
         while True:
             try:
                 proc.wait(timeout=0.05)
                 break
             except subprocess.TimeoutExpired:
                 pass
-            elapsed = time.monotonic() - start
+            now = time.monotonic()
             why = deadline() if deadline else None
-            if elapsed > limits.wall or why:
+            if limits.disk is not None and now >= next_disk_check:
+                next_disk_check = now + 0.5
+                used = sum(disk_usage(p) for p in writable)
+                if used > limits.disk:
+                    why, code = (f"wrote more than the disk quota of {limits.disk / 2**20:.0f} MB "
+                                 f"({used / 2**20:.0f} MB)"), "disk"
+            if now - start > limits.wall or why:
                 timed_out = True
                 reason = why or f"wall-clock limit of {limits.wall:g} s"
+                code = code or "timeout"
                 _kill(proc)
                 proc.wait()
                 break
+        # whatever the command left behind (setsid, daemons) ends with it
+        if group is not None:
+            group.kill_all()
+        elif sandbox.mode == "root" and sandbox.uid != NOBODY:
+            _kill_uid(sandbox.uid)
         if reader:
             reader.join(timeout=5)
         err = ""
@@ -259,11 +293,184 @@ def _run(sandbox, argv, *, cwd, env, limits, stdout, stderr, on_line, deadline) 
             stderr_file.seek(max(0, size - 8192))
             err = stderr_file.read().decode("utf-8", "replace")
         return Result(None if timed_out else proc.returncode, timed_out,
-                      time.monotonic() - start, sandbox.mode, err, reason)
+                      time.monotonic() - start, sandbox.mode, err, reason, code)
     finally:
+        if group is not None:
+            group.remove()
         if stderr is None:
             stderr_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes of the files under folder (symbolic links not followed)."""
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of this (sandbox-only) uid, until none is left."""
+    for _ in range(50):
+        pids = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == uid:
+                        pids.append(int(pid))
+                except OSError:
+                    continue
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------
+# cgroups
+
+CGROUP_FS = Path("/sys/fs/cgroup")
+_cgroup_ids = itertools.count()
+_cgroups: list[tuple[str, str]] = []
+
+
+def _own_cgroup(controller: str | None) -> str:
+    """This process's cgroup path in a v1 hierarchy (controller) or in v2 (None)."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            num, ctrls, path = line.split(":", 2)
+            if (controller is None and num == "0") or (controller and controller in ctrls.split(",")):
+                return path
+    except (OSError, ValueError):
+        pass
+    return "/"
+
+
+def _cgroup_dirs() -> tuple[str, list[Path]]:
+    """("v2" or "v1", the parent folders new cgroups go into), or ("", [])."""
+    v2 = CGROUP_FS / "cgroup.controllers"
+    if v2.is_file():
+        base = CGROUP_FS / _own_cgroup(None).lstrip("/")
+        ctrls = (base / "cgroup.subtree_control")
+        try:
+            if not {"cpu", "pids"} <= set(ctrls.read_text().split()):
+                ctrls.write_text("+cpu +pids")
+            if {"cpu", "pids"} <= set(ctrls.read_text().split()):
+                return "v2", [base]
+        except OSError:
+            pass
+        return "", []
+    dirs = [CGROUP_FS / c / _own_cgroup(c).lstrip("/") for c in ("cpu", "pids")]
+    if all((d / "tasks").is_file() for d in dirs):
+        return "v1", dirs
+    return "", []
+
+
+def cgroups() -> tuple[str, str]:
+    """("v2" or "v1", a sentence) when a cgroup per sandboxed command works here, else ("", why)."""
+    if _cgroups:
+        return _cgroups[0]
+    kind, _ = _cgroup_dirs()
+    if not kind:
+        _cgroups.append(("", "no cgroups (the CPU share of a submission is not limited; the PID "
+                             "namespace ends its processes)"))
+        return _cgroups[0]
+    try:
+        CGroup(1.0, 16).remove()
+    except OSError as exc:
+        _cgroups.append(("", f"no cgroups ({exc.strerror or exc}; the CPU share of a submission is "
+                             "not limited; the PID namespace ends its processes)"))
+        return _cgroups[0]
+    _cgroups.append((kind, f"a cgroup ({kind}) per command: one CPU, a task cap, every process "
+                           "killed at the end"))
+    return _cgroups[0]
+
+
+class CGroup:
+    """A cgroup for one sandboxed command: a CPU quota, a cap on tasks; kill everything in it."""
+
+    def __init__(self, cpus: float | None, tasks: int | None):
+        self.kind, parents = _cgroup_dirs()
+        name = f"kfgrade-{os.getpid()}-{next(_cgroup_ids)}"
+        self.dirs = [p / name for p in parents]
+        for d in self.dirs:
+            d.mkdir()
+        try:
+            quota = None if not cpus else max(1000, int(cpus * 100_000))
+            if self.kind == "v2":
+                d = self.dirs[0]
+                if quota:
+                    (d / "cpu.max").write_text(f"{quota} 100000")
+                if tasks:
+                    (d / "pids.max").write_text(str(tasks))
+            else:
+                cpu, pids = self.dirs
+                if quota:
+                    (cpu / "cpu.cfs_period_us").write_text("100000")
+                    (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+                if tasks:
+                    (pids / "pids.max").write_text(str(tasks))
+        except OSError:
+            self.remove()
+            raise
+        self.procs = [str(d / "cgroup.procs") for d in self.dirs]
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (run in the child before exec)."""
+        pid = str(os.getpid())
+        for f in self.procs:
+            with open(f, "w") as fh:
+                fh.write(pid)
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for d in self.dirs:
+            try:
+                found |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def kill_all(self) -> None:
+        for _ in range(200):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs:
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
 
 
 def _kill(proc: subprocess.Popen) -> None:

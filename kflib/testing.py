@@ -76,8 +76,8 @@ EXERCISES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "ps06-lstm": dict.fromkeys(("nll", "learned", "floors", "quiz"), ((), ())),
     "ps07-nonlinear": dict.fromkeys(("radar", "ekf", "unscented"), ((), ())),
     "ps08-structural": dict.fromkeys(("seasonal_dummy", "local_linear_trend", "trig_seasonal",
-                                      "combine"), (_MODEL, ())),
-    "ps09-anomaly": dict.fromkeys(("nis", "gate", "robust", "scores"), (_MODEL, ())),
+                                      "combine", "forecast"), (_MODEL, ())),
+    "ps09-anomaly": dict.fromkeys(("nis", "gate", "robust", "scores", "consistency"), (_MODEL, ())),
 }
 
 

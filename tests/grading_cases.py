@@ -343,8 +343,10 @@ def cases() -> list[Case]:
              nbgrader_fails=True,
              why="points 3 -> 30, a duplicate grade_id, an answer cell claiming 100 points: "
                  "nbgrader stops on the metadata"),
-        Case("read-instructor-files", notebook(_steal), 0, {"disagree"}, nbgrader=10,
-             why="copies answers from any notebook it can find and prints the gradebook's hidden tests",
+        Case("read-instructor-files", notebook(_steal), 0, set(), nbgrader=0,
+             why="looks for answers in any notebook it can reach and for the gradebook's hidden "
+                 "tests: each submission is graded in a scratch course of its own, which holds no "
+                 "other student's notebook, so nbgrader's run finds nothing to copy either",
              needs_isolation=True),
         Case("kflib-reference", notebook(lambda: with_answers(cv_model=KFLIB_DIRECT)), 8,
              {"reference-call"}, nbgrader=8),

@@ -18,6 +18,12 @@ notebook (`from_plain` turns the lists the sandbox receives back into tuples).
 The runner only watches the arrays that are arguments themselves for changes,
 not arrays inside a list, so "do not change the blocks you are given" (which
 the notebook's tests check) is not checked here.
+
+The forecasts of (e) are numbers in every basis: the means and covariances of
+the states and the observations are compared with kflib.forecast, run from a
+filter result that ends at the given x_{T|T}, P_{T|T}. Its random cases are
+kflib.exercise_cases.ps08_forecast, which the hidden tests import too, plus a
+few drawn with the grader's own seed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 import kflib
 import kflib.structural as kst
 from kflib import LinearGaussianSSM
+from kflib.exercise_cases import ps08_forecast
 
 from ..spec import Case, Part, compare
 
@@ -395,6 +402,105 @@ def combine_check(case, got):
     return problems
 
 
+# --------------------------------------------------------------------------
+# (e) forecast_moments(F, H, Q, R, x, P, steps) -> (x_mean, P_fc, y_mean, y_cov)
+
+FORECAST_NAMES = ("x_mean", "P_fc", "y_mean", "y_cov")
+
+
+def _forecast_case(F, H, Q, R, x, P, steps, label):
+    """The reference: kflib.forecast from a filter's result that ends at x_{T|T} = x, P_{T|T} = P."""
+    F, H, Q, R, x, P = (np.array(a, dtype=float) for a in (F, H, Q, R, x, P))
+    n, m = len(x), len(R)
+    end = kflib.FilterResult(x[None], P[None], x[None], P[None], np.full((1, m), np.nan),
+                             np.full((1, m, m), np.nan), np.zeros((1, n, m)), 0.0)
+    ref = kflib.forecast(LinearGaussianSSM(F, H, Q, R, np.zeros(n), np.eye(n)), end, int(steps))
+    expect = dict(zip(FORECAST_NAMES, (ref.x_mean, ref.P, ref.y_mean, ref.y_cov)))
+    return Case((F, H, Q, R, x, P, int(steps)), label, expect)
+
+
+def forecast_cases():
+    cases = [_forecast_case([[1.0]], [[1.0]], [[0.5]], [[2.0]], [3.0], [[1.0]], 4,
+                            "the visible tests' local level, 4 steps")]
+    trend, seasonal = kst.local_linear_trend(0.5, 0.05), kst.seasonal_dummy(3, 0.3)
+    model = kst.combine(trend, seasonal, irregular_var=1.5, x0=np.zeros(4), P0=10.0 * np.eye(4))
+    _, y = kflib.simulate(model, 36, rng=np.random.default_rng(85))
+    filt = kflib.kalman_filter(model, y)
+    cases.append(_forecast_case(model.F, model.H, model.Q, model.R, filt.x_filt[-1], filt.P_filt[-1], 6,
+                                "the visible tests' trend and period-3 seasonal, n=4, 6 steps"))
+    cases += [_forecast_case(*args, label) for label, args in ps08_forecast()]
+    cases += [_forecast_case(*args, "another " + label)                   # the grader's own seed
+              for label, args in ps08_forecast(98505)[3:8:2]]
+    return cases
+
+
+def forecast_to_plain(out):
+    names = ("x_mean", "P_fc", "y_mean", "y_cov")
+    if not isinstance(out, tuple) or len(out) != 4:
+        raise TypeError(f"it must return the tuple ({', '.join(names)}); it returned {type(out).__name__}"
+                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
+    return {name: np.asarray(a, dtype=float) for name, a in zip(names, out)}
+
+
+def _forecast_hints(case, got):
+    """What a wrong P_fc or y_cov is, when it is one of the usual mistakes."""
+    F, H, Q, R, x, P, steps = case.args
+    P_fc, y_cov, x_mean = got.get("P_fc"), got.get("y_cov"), got.get("x_mean")
+    e = case.expect
+    hints = []
+    if x_mean is not None and x_mean.shape == e["x_mean"].shape and not np.allclose(x, e["x_mean"][0]) \
+            and np.allclose(x_mean[0], x):
+        hints.append("row 0 is horizon h = 1: x_{T+1|T} = F x_{T|T}, not x_{T|T}")
+    if P_fc is not None and P_fc.shape == e["P_fc"].shape and not np.allclose(P_fc, e["P_fc"]):
+        powers = [np.linalg.matrix_power(F, k) for k in range(1, steps + 1)]
+        mistakes = [
+            ([F @ P @ F.T + Q] * steps, "the uncertainty grows with the horizon: start each step from the "
+             "previous horizon's covariance, P_{T+h|T} = F P_{T+h-1|T} F' + Q, not from P_{T|T}"),
+            ([Fk @ P @ Fk.T + Q for Fk in powers], "add Q at every step, not once: P_{T+h|T} = "
+             "F P_{T+h-1|T} F' + Q"),
+            ([Fk @ P @ Fk.T + k * Q for k, Fk in enumerate(powers, 1)], "the disturbances of earlier steps "
+             "move with the state: P_{T+h|T} = F P_{T+h-1|T} F' + Q (not F^h P F^h' + h Q)"),
+            ([Fk @ P @ Fk.T for Fk in powers], "add the process noise: P_{T+h|T} = F P_{T+h-1|T} F' + Q"),
+        ]
+        P_T = P
+        wrong_turn = []
+        for _ in range(steps):
+            P_T = F.T @ P_T @ F + Q
+            wrong_turn.append(P_T)
+        mistakes.append((wrong_turn, "P_{T+h|T} = F P F' + Q, not F' P F + Q"))
+        for wrong, hint in mistakes:
+            if np.allclose(P_fc, wrong) and not np.allclose(wrong, e["P_fc"]):
+                hints.append(hint)
+                break
+    if y_cov is not None and y_cov.shape == e["y_cov"].shape and not np.allclose(y_cov, e["y_cov"]):
+        if np.allclose(y_cov, e["y_cov"] - R):
+            hints.append("Var(y_{T+h}) = H P_{T+h|T} H' + R: add R, the irregular")
+        elif len(R) > 1 and np.allclose(y_cov, e["y_cov"] * np.eye(len(R))):
+            hints.append("with two or more observed series y_cov is the whole matrix H P H' + R, "
+                         "the covariances between the series included, not only its diagonal")
+    return hints
+
+
+def forecast_check(case, got):
+    e = case.expect
+    steps = case.args[-1]
+    n, m = e["x_mean"].shape[1], e["y_mean"].shape[1]
+    problems = []
+    for name in FORECAST_NAMES:
+        g = got.get(name)
+        if g is not None and g.shape != e[name].shape:
+            problems.append(f"{name} must have shape {e[name].shape} (steps = {steps}, n = {n}, m = {m}); "
+                            f"it has shape {g.shape}")
+    if problems:
+        return problems
+    for name in FORECAST_NAMES:
+        problems += compare(name, got.get(name), e[name], rtol=1e-7,
+                            atol=1e-9 * (1 + np.max(np.abs(e[name]))))
+    if problems:
+        problems += _forecast_hints(case, got)
+    return problems
+
+
 PARTS = [
     Part("seasonal_dummy", "seasonal_dummy_block", "seasonal_dummy_block(s, var)",
          dummy_cases, _block_to_plain, dummy_check),
@@ -405,4 +511,6 @@ PARTS = [
     Part("combine", "combine_blocks", "combine_blocks(blocks, irregular_var)",
          combine_cases, combine_to_plain, combine_check,
          arg_names=("blocks", "irregular_var"), from_plain=combine_args),
+    Part("forecast", "forecast_moments", "forecast_moments(F, H, Q, R, x, P, steps)",
+         forecast_cases, forecast_to_plain, forecast_check, arg_names=("F", "H", "Q", "R", "x", "P", "steps")),
 ]

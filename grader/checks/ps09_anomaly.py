@@ -11,7 +11,14 @@ in your answers).
 The sandbox receives every array as float64; `from_plain` (run in the
 sandbox) gives the student's functions the dtypes nbgrader passes: the `dof`
 of (b) as integers, the `flags` and `labels` of (d) as booleans, so that
-answers using them as indices or with `&`, `|`, `~` work as in the notebook.
+answers using them as indices or with `&`, `|`, `~` work as in the notebook;
+the `dof` of (e) as integers too.
+
+(e) has no kflib.anomaly function of its own: its reference is the average of
+the NIS over the observed steps and the band of kflib.anomaly.chi2_gate's
+quantiles, as in the hidden tests. Its random cases are
+kflib.exercise_cases.ps09_consistency, which the hidden tests import too, plus
+a few drawn with the grader's own seed.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import scipy.stats
 import kflib
 import kflib.anomaly
 from kflib import LinearGaussianSSM
+from kflib.exercise_cases import ps09_consistency
 
 from ..spec import Case, Part, compare
 
@@ -364,6 +372,113 @@ def scores_check(case, got):
     return problems
 
 
+# --------------------------------------------------------------------------
+# (e) nis_consistency(nis, dof, alpha) -> (mean_nis, band, inside)
+
+
+def _band(nis, dof, alpha, *, D=None, N=None, lower=None, upper=None):
+    """The band chi2(D) quantiles / N (with the usual mistakes' D, N or quantiles)."""
+    seen = dof > 0
+    D = dof[seen].sum() if D is None else D
+    N = seen.sum() if N is None else N
+    lower = alpha / 2 if lower is None else lower
+    upper = 1 - alpha / 2 if upper is None else upper
+    return scipy.stats.chi2.ppf([lower, upper], D) / N
+
+
+def _consistency_case(nis, dof, alpha, label):
+    nis, dof = np.asarray(nis, dtype=float), np.asarray(dof)
+    seen = dof > 0
+    N, D = int(seen.sum()), int(dof[seen].sum())
+    mean = float(nis[seen].mean())
+    band = np.array([kflib.anomaly.chi2_gate(D, 1 - alpha / 2), kflib.anomaly.chi2_gate(D, alpha / 2)]) / N
+    return Case((nis, dof.astype(float), float(alpha)), label,
+                {"mean_nis": mean, "band": band, "inside": bool(band[0] <= mean <= band[1])})
+
+
+def consistency_cases():
+    two = np.array([2, 2, 2, 2])
+    cases = [_consistency_case([1.0, 3.0, 2.0, 0.5], two, 0.05, "the first example of the visible tests (m=2)"),
+             _consistency_case([6.0, 9.0, 4.0, 5.0], two, 0.05, "the visible tests' average above the band"),
+             _consistency_case([0.1, 0.2, 0.05, 0.15], two, 0.05, "the visible tests' average below the band"),
+             _consistency_case([1.2, np.nan, 0.4, 2.9, np.nan, 1.5], np.array([1, 0, 1, 1, 0, 1]), 0.1,
+                               "the visible tests' steps with nothing observed")]
+    model = LinearGaussianSSM(F=[[0.9, 0.2], [0.0, 0.7]], H=[[1.0, 0.0], [1.0, 1.0]],
+                              Q=0.3 * np.eye(2), R=[[0.5, 0.1], [0.1, 0.4]], x0=np.zeros(2), P0=np.eye(2))
+    _, y = kflib.simulate(model, 300, rng=np.random.default_rng(97))
+    y[[40, 41, 200]] = np.nan
+    for factor in (1.0, 0.1, 10.0):
+        value, dof = kflib.anomaly.nis(kflib.kalman_filter(model.replace(Q=factor * model.Q), y), return_dof=True)
+        cases.append(_consistency_case(value, dof, 0.05, f"the visible tests' filter output, Q x {factor:g}"))
+    cases += [_consistency_case(*args, label) for label, args in ps09_consistency()]
+    cases += [_consistency_case(*args, "another " + label)                 # the grader's own seed
+              for label, args in ps09_consistency(99505)[2:8:2]]
+    return cases
+
+
+def consistency_args(nis, dof, alpha):
+    """In the sandbox: dof as the integers nbgrader passes (they travel as floats)."""
+    return nis, np.asarray(dof).astype(int), alpha
+
+
+def consistency_to_plain(out):
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError(f"it must return the tuple (mean_nis, band, inside); it returned {type(out).__name__}"
+                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
+    inside = np.asarray(out[2])
+    return {"mean_nis": np.asarray(out[0], dtype=float), "band": np.asarray(out[1], dtype=float),
+            "inside": inside.astype(float),
+            "inside_is_bool": np.array(float(inside.dtype == bool and inside.ndim == 0))}
+
+
+def consistency_check(case, got):
+    nis, dof, alpha = case.args
+    dof = dof.astype(int)
+    e = case.expect
+    mean, band = got.get("mean_nis"), got.get("band")
+    problems = []
+    if mean is None or mean.shape != ():
+        problems.append("mean_nis must be one number" + (f"; it has shape {mean.shape}" if mean is not None else ""))
+    if band is None or band.shape != (2,):
+        problems.append("band must have shape (2,), its lower and upper end"
+                        + (f"; it has shape {band.shape}" if band is not None else ""))
+    inside = got.get("inside")
+    if inside is None or inside.shape != () or not got.get("inside_is_bool", np.array(1.0)).reshape(-1)[0]:
+        problems.append("inside must be one boolean (True or False)")
+    if problems:
+        return problems
+    seen = dof > 0
+    if not np.isfinite(mean) or not np.isclose(mean, e["mean_nis"], rtol=1e-9, atol=0.0):
+        problems += compare("mean_nis", mean, e["mean_nis"], rtol=1e-9)
+        if np.isnan(mean):
+            problems.append("average over the steps with dof > 0 only: the NIS is NaN where nothing was observed")
+        elif np.isclose(mean, np.mean(nis[seen] / dof[seen])) or np.isclose(mean, e["mean_nis"] / dof.max()):
+            problems.append("return the average NIS itself, not the average per degree of freedom")
+    wrong_band = compare("band", band, e["band"], rtol=1e-7)
+    if wrong_band:
+        problems += wrong_band
+        N, D = int(seen.sum()), int(dof[seen].sum())
+        for wrong, hint in [
+                (_band(nis, dof, alpha, D=N), "the sum of the NIS is chi-square with D = the sum of dof "
+                 "degrees of freedom (N m when everything is observed), not N"),
+                (_band(nis, dof, alpha, D=N * dof.max()), "D is the sum of the dof of the observed steps: "
+                 "a partly observed step adds fewer than m"),
+                (_band(nis, dof, alpha, N=D), "divide the chi-square quantiles by N, the number of steps, not "
+                 "by D: the band is for the average NIS itself"),
+                (_band(nis, dof, alpha, N=len(nis)), "N counts the steps where something was observed "
+                 "(dof > 0), not all T steps"),
+                (_band(nis, dof, alpha, lower=alpha, upper=1 - alpha), "a two-sided band at level alpha leaves "
+                 "alpha / 2 on each side: chi2.ppf(alpha / 2, D) and chi2.ppf(1 - alpha / 2, D)"),
+                (np.array([0.0, scipy.stats.chi2.ppf(1 - alpha, D) / N]), "the band has two ends: an average "
+                 "below the lower end, chi2.ppf(alpha / 2, D) / N, fails the test too")]:
+            if np.allclose(band, wrong) and not np.allclose(wrong, e["band"]):
+                problems.append(hint)
+                break
+    if not problems and bool(inside) != e["inside"]:
+        problems.append("inside is wrong: it is True exactly when band[0] <= mean_nis <= band[1]")
+    return problems
+
+
 PARTS = [
     Part("nis", "nis_observed", "nis_observed(nu, S)", nis_cases, nis_to_plain, nis_check, arg_names=("nu", "S")),
     Part("gate", "chi2_flags", "chi2_flags(nis, dof, alpha)", gate_cases, gate_to_plain, gate_check,
@@ -374,4 +489,6 @@ PARTS = [
     Part("scores", "precision_recall_scores", "precision_recall_scores(flags, labels)",
          scores_cases, scores_to_plain, scores_check, arg_names=("flags", "labels"),
          from_plain=scores_args),
+    Part("consistency", "nis_consistency", "nis_consistency(nis, dof, alpha)", consistency_cases,
+         consistency_to_plain, consistency_check, arg_names=("nis", "dof", "alpha"), from_plain=consistency_args),
 ]

@@ -50,3 +50,18 @@ def combine_blocks(blocks, irregular_var):
     H = np.hstack([H_b for _, H_b, _ in blocks])
     Q = np.diag(np.concatenate([np.diag(Q_b) for _, _, Q_b in blocks]))
     return F, H, Q, np.array([[irregular_var]])
+
+
+# %% answer: forecast
+def forecast_moments(F, H, Q, R, x, P, steps):
+    # Q added once, not at every step: P_{T+h|T} = F^h P F^h' + Q
+    x_mean, P_fc, y_mean, y_cov = [], [], [], []
+    Fh = np.eye(len(F))
+    for _ in range(steps):
+        Fh = F @ Fh
+        x_h, P_h = Fh @ x, Fh @ P @ Fh.T + Q
+        x_mean.append(x_h)
+        P_fc.append(P_h)
+        y_mean.append(H @ x_h)
+        y_cov.append(H @ P_h @ H.T + R)
+    return np.array(x_mean), np.array(P_fc), np.array(y_mean), np.array(y_cov)

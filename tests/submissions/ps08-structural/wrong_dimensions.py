@@ -1,5 +1,6 @@
-"""Mistakes that show only with an odd period: the visible tests catch them (part (c)
-has a case with s = 7).
+"""Mistakes that show only with an odd period or more than one step ahead: the
+visible tests catch them (part (c) has a case with s = 7, part (e) forecasts
+four and six steps ahead).
 
 Used like wrong.py: each block replaces one part of an otherwise correct
 submission, which must lose exactly that part's points.
@@ -26,3 +27,18 @@ def trig_seasonal_block(s, h, var):
     F = scipy.linalg.block_diag(*F_parts)
     H = np.concatenate(H_parts)[None, :]
     return F, H, var * np.eye(F.shape[0])
+
+
+# %% answer: forecast
+def forecast_moments(F, H, Q, R, x, P, steps):
+    # the one-step covariance for every horizon: each step starts again from P_{T|T},
+    # right for steps = 1 only
+    x_mean, P_fc, y_mean, y_cov = [], [], [], []
+    for _ in range(steps):
+        x = F @ x
+        P_h = F @ P @ F.T + Q
+        x_mean.append(x)
+        P_fc.append(P_h)
+        y_mean.append(H @ x)
+        y_cov.append(H @ P_h @ H.T + R)
+    return np.array(x_mean), np.array(P_fc), np.array(y_mean), np.array(y_cov)

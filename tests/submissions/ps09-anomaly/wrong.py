@@ -59,3 +59,14 @@ def precision_recall_scores(flags, labels):
     recall = tp / flags.sum() if flags.sum() else np.nan
     precision = tp / labels.sum() if labels.sum() else np.nan
     return precision, recall
+
+
+# %% answer: consistency
+def nis_consistency(nis, dof, alpha):
+    # N degrees of freedom instead of D = N m: one per step, whatever its dimension
+    nis, dof = np.asarray(nis, dtype=float), np.asarray(dof)
+    seen = dof > 0
+    N = seen.sum()
+    mean_nis = nis[seen].mean()
+    band = scipy.stats.chi2.ppf([alpha / 2, 1 - alpha / 2], N) / N
+    return mean_nis, band, bool(band[0] <= mean_nis <= band[1])

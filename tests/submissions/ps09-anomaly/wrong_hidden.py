@@ -56,3 +56,16 @@ def precision_recall_scores(flags, labels):
         precision = np.where(n_flagged > 0, tp / np.maximum(n_flagged, 1), np.nan)
         recall = np.where(n_anomalies > 0, tp / np.maximum(n_anomalies, 1), np.nan)
     return precision[()], recall[()]
+
+
+# %% answer: consistency
+def nis_consistency(nis, dof, alpha):
+    # D = N m with m the largest dof: right when every observed step has all its
+    # components (every visible test), wrong with partly observed steps
+    nis, dof = np.asarray(nis, dtype=float), np.asarray(dof)
+    seen = dof > 0
+    N = seen.sum()
+    D = N * dof.max()
+    mean_nis = nis[seen].mean()
+    band = scipy.stats.chi2.ppf([alpha / 2, 1 - alpha / 2], D) / N
+    return mean_nis, band, bool(band[0] <= mean_nis <= band[1])
