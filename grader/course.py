@@ -20,7 +20,9 @@ from pathlib import Path
 import nbformat
 
 HIDDEN = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
-MAX_NOTEBOOK_BYTES = 25 << 20
+# The largest notebook file graded (outputs included; they are stripped before grading,
+# so a notebook with many plots is fine). Above it: not graded, flagged too-large.
+MAX_NOTEBOOK_BYTES = 200 << 20
 
 
 def nbgrader_meta(cell) -> dict:
@@ -188,8 +190,10 @@ def read_submission(folder: Path, assignment: Assignment, student: str) -> Submi
         sub.problem_code, sub.problem = "unreadable", f"{sub.path.name} is an empty file"
         return sub
     if size > MAX_NOTEBOOK_BYTES:
-        sub.problem_code = "unreadable"
-        sub.problem = f"{sub.path.name} is {size / 2**20:.0f} MB, more than a notebook can reasonably be"
+        sub.problem_code = "too-large"
+        sub.problem = (f"{sub.path.name} is {size / 2**20:.0f} MB, above the limit of "
+                       f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MB for a notebook file (clear its outputs "
+                       "and submit again, or raise grader.course.MAX_NOTEBOOK_BYTES)")
         return sub
     try:
         sub.cells = parse_cells(sub.path.read_bytes())

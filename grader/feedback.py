@@ -41,6 +41,7 @@ def build(assignment: Assignment, sub: Submission | None, lay: Layout | None,
     release = assignment.release
     nb = nbformat.v4.new_notebook(metadata=copy.deepcopy(dict(release.metadata)))
     intro = nbformat.v4.new_code_cell(source="# Feedback on your submission (trusted grading)")
+    intro.id = "trusted-feedback"        # a fixed id: the same result gives the same page
     intro.outputs = [nbformat.v4.new_output("stream", name="stdout", text=header)]
     nb.cells.append(intro)
     shown: set[str] = set()

@@ -410,7 +410,8 @@ class LocalExecutor:
 
     def run(self, tasks):
         """Yield (task, result, None) or (task, None, error text) as tasks finish."""
-        futures = {self.pool.submit(work_mod.run_task, t): t for t in tasks}
+        # the same process built the context from the same files: no fingerprint to compare
+        futures = {self.pool.submit(work_mod.run_task, t, False): t for t in tasks}
         for fut in cf.as_completed(futures):
             task = futures[fut]
             try:
@@ -718,8 +719,9 @@ def _combine(root: Path, job: _Job, opts: Options, out: Out) -> None:
         if res is not None and not sub.problem and not res.nbgrader_skipped:
             for code, reason in res.flags:
                 row.flag(code, reason)
-            if res.nbgrader_problem:
-                row.flag("nbgrader-failed", res.nbgrader_problem)
+            if res.nbgrader_problem or res.nbgrader is None:
+                row.flag("nbgrader-failed", res.nbgrader_problem or res.trusted_error
+                         or "nbgrader did not run")
             else:
                 nb_scores = res.nbgrader
                 for gid, part in a.parts.items():
