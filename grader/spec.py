@@ -12,11 +12,16 @@ sandbox. Points are not in the spec: they are read from the source notebook
 
 For each part, the grader
 1. builds the seeded inputs once, in its own process (``cases()``), with any
-   reference results they need (``Case.expect``, computed with kflib);
+   reference results they need (``Case.expect``, computed with kflib); the random
+   inputs of the hidden tests come from ``kflib.exercise_cases``, which the
+   notebooks' hidden tests call too, so that the two cannot drift apart;
 2. sends only ``Case.args`` (plain numbers and float arrays) to the sandbox, where
    the student's function is called and its return value is turned into plain
-   arrays by ``to_plain`` -- a small self-contained function whose *source* is
-   sent to the sandbox (it may use ``np`` and ``kflib``, nothing else);
+   arrays as ``Part.returns`` declares (below; the converter is generated from
+   the declaration and its source sent to the sandbox), or, for a
+   return value no declaration covers, by ``Part.to_plain`` -- a small
+   self-contained function whose *source* is sent to the sandbox (it may use
+   ``np`` and ``kflib``, nothing else);
 3. compares the plain arrays it gets back with ``check(case, outputs)``, which
    returns a list of problems (empty: the case passes). Problems are shown to the
    student: describe what is wrong, never the expected values.
@@ -56,8 +61,27 @@ Parts with different ``allow`` or ``forbid`` are checked in several sandboxed
     calls ``Part.function``.
 ``Case.kwargs``
     Keyword arguments of the call (plain values), for tests that call with keywords.
+``Part.returns``
+    What the student's function returns, declared (one of):
+
+    ``"G"``                          one array, sent as ``G``
+    ``("x_pred", "P_pred")``          a tuple of exactly these elements, in this order
+    ``Attrs("kflib.LinearGaussianSSM", "F", "H", ..., none=("B",))``
+                                     an instance of that kflib class; the named attributes
+                                     are sent, those in ``none`` must be None
+    ``Keys("q1:letter", ...)``        a dict with exactly these keys
+
+    Each element is ``"name"`` (an array of floats), ``"name:number"`` (one number,
+    sent with shape (); anything ``float()`` takes, a torch scalar too) or
+    ``"name:letter"`` (a one-letter string, case and spaces ignored, sent as its
+    index: a -> 0, b -> 1, ...). A return value of another type or length, or an
+    element that is not what it says, is an error whose message names the function
+    and what it must return. A dict {function name: declaration} when the cases
+    call several functions.
 ``Part.to_plain``
-    May be a dict {function name: converter} when the cases call several functions.
+    Instead of ``returns``: a self-contained converter (return value -> {name:
+    array-like}), for a value no declaration covers (ps06's trained network, which
+    the converter runs). May be a dict {function name: converter} too.
 ``Part.from_plain``
     A self-contained function, sent to the sandbox like ``to_plain``, that turns
     ``Case.args`` (plain data) into the arguments of the call (a tuple), for
@@ -76,7 +100,8 @@ Parts with different ``allow`` or ``forbid`` are checked in several sandboxed
     the notebook (ps04's stand-ins therefore use numpy alone).
 
 Every function whose source goes to the sandbox (``to_plain``, ``from_plain``,
-stand-ins) must be a plain ``def`` at the top level of the spec module, using
+stand-ins; here ``plain_returns``, the engine of the converters generated from
+``returns``) must be a plain ``def`` at the top level of its module, using
 nothing but its arguments, ``np`` and ``kflib``: it is compiled in the child,
 before any student code runs, from its source alone.
 """
@@ -91,6 +116,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+import kflib  # noqa: F401 -- plain_returns, which the sandbox runs from its source, sees kflib
+
 
 @dataclass
 class Case:
@@ -103,22 +130,184 @@ class Case:
     kwargs: dict = field(default_factory=dict)   # keyword arguments (plain values)
 
 
+@dataclass(frozen=True)
+class Attrs:
+    """``returns=Attrs("kflib.LinearGaussianSSM", "F", "H", none=("B",))``: an instance of
+    that kflib class, its named attributes sent as arrays; those in ``none`` must be None."""
+
+    type: str
+    names: tuple[str, ...]
+    none: tuple[str, ...]
+
+    def __init__(self, type: str, *names: str, none: tuple[str, ...] = ()):
+        if not (type == "kflib" or type.startswith("kflib.")):
+            raise ValueError(f"Attrs: the class must be kflib's (a path 'kflib.X'), not {type!r}")
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "names", tuple(names))
+        object.__setattr__(self, "none", tuple(none))
+
+
+@dataclass(frozen=True)
+class Keys:
+    """``returns=Keys("q1:letter", "q2:letter")``: a dict with exactly these keys."""
+
+    names: tuple[str, ...]
+
+    def __init__(self, *names: str):
+        object.__setattr__(self, "names", tuple(names))
+
+
+ELEMENT_KINDS = ("array", "number", "letter")
+
+
+def _element(text) -> tuple[str, str]:
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"returns: an element must be a name such as 'x_filt' or 'loglik:number', "
+                        f"not {text!r}")
+    name, _, kind = text.partition(":")
+    kind = kind or "array"
+    if not name.isidentifier() or kind not in ELEMENT_KINDS:
+        raise ValueError(f"returns: {text!r} is not 'name' or 'name:kind' with kind one of "
+                         f"{', '.join(ELEMENT_KINDS)}")
+    return name, kind
+
+
+def returns_form(declared) -> tuple:
+    """A ``returns`` declaration (one function's) as plain, repr-able data, checked:
+    ("one", element), ("tuple", elements), ("attrs", class path, elements, none) or
+    ("keys", elements), an element being (name, kind)."""
+    if isinstance(declared, str):
+        return ("one", _element(declared))
+    if isinstance(declared, tuple):
+        if not declared:
+            raise ValueError("returns: an empty tuple declares nothing")
+        form = ("tuple", tuple(_element(e) for e in declared))
+    elif isinstance(declared, Attrs):
+        form = ("attrs", declared.type, tuple(_element(e) for e in declared.names),
+                tuple(_element(e)[0] for e in declared.none))
+    elif isinstance(declared, Keys):
+        form = ("keys", tuple(_element(e) for e in declared.names))
+    else:
+        raise TypeError(f"returns: {declared!r} is not a name, a tuple of names, Attrs(...) or Keys(...)")
+    names = [name for name, _ in form[2 if form[0] == "attrs" else 1]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"returns: a name appears twice in {declared!r}")
+    return form
+
+
+def plain_returns(out, form, function):
+    """The generated converters' engine (runs in the sandbox, from its source): the return
+    value ``out`` of ``function`` -> {name: float array}, as ``form`` (returns_form) says."""
+    def what_it_is(value):
+        text = type(value).__name__
+        if isinstance(value, (tuple, list, dict)):
+            text += f" of length {len(value)}"
+        return text
+
+    def convert(name, kind, value):
+        if value is None:                       # np.asarray would make it NaN
+            raise TypeError(f"{function}: {name} is None; it must be "
+                            + ("one letter" if kind == "letter" else "one number" if kind == "number"
+                               else "an array of numbers"))
+        if kind == "letter":
+            letter = value.strip().lower() if isinstance(value, str) else None
+            if letter is None or len(letter) != 1 or not ("a" <= letter <= "z"):
+                raise TypeError(f"{function}: {name} must be one letter such as 'a'; "
+                                f"it is {value!r}"[:300])
+            return np.array(float(ord(letter) - ord("a")))
+        try:
+            array = np.asarray(value, dtype=float)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            if kind != "number":
+                raise TypeError(f"{function}: {name} must be an array of numbers; "
+                                f"it is {what_it_is(value)} ({exc})"[:300]) from None
+            try:
+                if hasattr(value, "detach"):            # a torch scalar that requires grad, say
+                    value = value.detach()
+                array = np.asarray(float(value))
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{function}: {name} must be one number; "
+                                f"it is {what_it_is(value)}") from None
+        if kind == "number":
+            if array.size != 1:
+                raise TypeError(f"{function}: {name} must be one number; "
+                                f"it has shape {array.shape}")
+            array = array.reshape(())
+        return array
+
+    shape = form[0]
+    if shape == "one":
+        name, kind = form[1]
+        return {name: convert(name, kind, out)}
+    if shape == "tuple":
+        elements = form[1]
+        if not isinstance(out, tuple) or len(out) != len(elements):
+            raise TypeError(f"{function} must return the tuple "
+                            f"({', '.join(name for name, _ in elements)}); it returned {what_it_is(out)}")
+        return {name: convert(name, kind, value) for (name, kind), value in zip(elements, out)}
+    if shape == "attrs":
+        path, elements, none = form[1], form[2], form[3]
+        cls = kflib
+        for step in path.split(".")[1:]:
+            cls = getattr(cls, step)
+        if not isinstance(out, cls):
+            raise TypeError(f"{function} must return a {path}; it returned {what_it_is(out)}")
+        for name in none:
+            if getattr(out, name, None) is not None:
+                raise ValueError(f"{function} must return a {path.split('.')[-1]} with {name} = None "
+                                 f"(no {name})")
+        return {name: convert(name, kind, getattr(out, name, None)) for name, kind in elements}
+    if shape == "keys":
+        elements = form[1]
+        names = [name for name, _ in elements]
+        if not isinstance(out, dict):
+            raise TypeError(f"{function} must return a dict; it returned {what_it_is(out)}")
+        if sorted(str(k) for k in out) != sorted(names):
+            keys = ", ".join(repr(k) for k in list(out)[:10])
+            raise TypeError(f"{function} must return a dict with the keys "
+                            f"{', '.join(repr(n) for n in names)}; its keys are {keys or 'none'}"[:300])
+        return {name: convert(name, kind, out[name]) for name, kind in elements}
+    raise ValueError(f"unknown returns form {shape!r}")
+
+
+def returns_source(declared, function: str) -> dict:
+    """The converter of a ``returns`` declaration, as the sandbox rebuilds it (name, source):
+    plain_returns' own source and a one-line wrapper that holds the declaration."""
+    form = returns_form(declared)
+    wrapper = (f"\n\ndef returns_to_plain(out):\n"
+               f"    return plain_returns(out, {form!r}, {function!r})\n")
+    return {"name": "returns_to_plain", "source": source_of(plain_returns)["source"] + wrapper}
+
+
 @dataclass
 class Part:
     grade_id: str                     # the answer cell's nbgrader grade_id
     function: str                     # the name the student's notebook must define
     signature: str                    # shown in messages, e.g. "constant_velocity_model(dt, q, r)"
     cases: Callable[[], list[Case]]
-    to_plain: Callable | dict         # runs in the sandbox: return value -> {name: array-like}
-    check: Callable[[Case, dict], list[str]]
+    to_plain: Callable | dict | None = None   # runs in the sandbox: return value -> {name: array-like}
+    check: Callable[[Case, dict], list[str]] | None = None
     allow: tuple[str, ...] | None = None   # kflib the answer may call; None: kflib.testing.EXERCISES
     forbid: tuple[str, ...] | None = None  # functions OUTSIDE kflib switched off; None: the same
     check_mutation: bool = True
     arg_names: tuple[str, ...] = ()   # for "do not change the arrays you are given (w)"
     from_plain: Callable | None = None            # runs in the sandbox: Case.args -> call arguments
     stand_ins: dict[str, Callable] = field(default_factory=dict)   # other parts' functions, replaced
+    returns: Any = None               # what the function returns, declared (see the module's doc)
+
+    def __post_init__(self):
+        if self.check is None:
+            raise TypeError(f"Part {self.grade_id!r}: check is required")
+        if (self.to_plain is None) == (self.returns is None):
+            raise TypeError(f"Part {self.grade_id!r}: give returns= or to_plain=, one of the two")
+        if self.returns is not None:
+            self.to_plain_source()             # a declaration that makes no sense fails here
 
     def to_plain_source(self) -> dict:
+        if self.returns is not None:
+            if isinstance(self.returns, dict):
+                return {"by_function": {name: returns_source(d, name) for name, d in self.returns.items()}}
+            return returns_source(self.returns, self.function)
         if isinstance(self.to_plain, dict):
             return {"by_function": {name: source_of(f) for name, f in self.to_plain.items()}}
         return source_of(self.to_plain)

@@ -3,8 +3,8 @@
 The inputs are those of the notebook's visible tests plus those of its hidden
 tests (same seeds), so that the trusted check and nbgrader agree on every
 honest submission; the references come from kflib, computed here, in the
-grader's process. The `*_to_plain` functions run in the sandbox: their source
-is sent there, so they use nothing but `np` and `kflib`.
+grader's process. What each function returns is declared (`returns=`); the
+sandbox turns it into plain arrays with the converter generated from that.
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ import numpy as np
 import kflib
 import kflib.models
 from kflib import LinearGaussianSSM
+from kflib.exercise_cases import ps01_arima, ps01_cv, ps01_prior, ps01_simulate
 
-from ..spec import Case, Part, compare
+from ..spec import Attrs, Case, Part, compare
 
 
 ASSIGNMENT = "ps01-state-space"
-
-
-def _stable(rng, n):
-    F = rng.normal(size=(n, n))
-    return F * rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
 
 
 # --------------------------------------------------------------------------
@@ -31,22 +27,13 @@ def _stable(rng, n):
 
 
 def cv_cases():
-    rng = np.random.default_rng(101)
-    params = [(0.5, 2.0, 3.0, "the example of the visible tests"), (1.0, 1.0, 1.0, "dt = q = r = 1")]
-    params += [(*map(float, c), f"dt, q, r drawn at random ({k + 1})")
-               for k, c in enumerate(rng.uniform([0.01, 0.01, 0.01], [5.0, 10.0, 10.0], size=(5, 3)))]
+    params = [(0.5, 2.0, 3.0, "the example of the visible tests")]
+    params += [(*args, label) for label, args in ps01_cv()]
     cases = []
     for dt, q, r, label in params:
         ref = kflib.models.constant_velocity(dt, q, r)
         cases.append(Case((dt, q, r), label, {"F": ref.F, "H": ref.H, "Q": ref.Q, "R": ref.R}))
     return cases
-
-
-def cv_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 4:
-        raise TypeError(f"it must return the tuple (F, H, Q, R); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip("FHQR", out)}
 
 
 def cv_check(case, got):
@@ -96,26 +83,14 @@ def sim_cases():
     visible = [((F, H, x0, w, v), "the first example of the visible tests (no noise)"),
                ((F, H, x0, kick, v), "the visible tests' kick to the velocity at time 2"),
                ((F, H2, x0, np.zeros((5, 2)), v2), "the visible tests' two sensors")]
-    rng = np.random.default_rng(202)
     hidden = []
-    for n, m, T in [(1, 1, 1), (1, 2, 7), (2, 1, 12), (3, 3, 20), (4, 2, 30), (4, 4, 15)]:
-        F = _stable(rng, n)
-        H = rng.normal(size=(m, n))
-        x0 = rng.normal(size=n)
-        w, v = rng.normal(size=(T, n)), rng.normal(size=(T, m))
-        hidden.append(((F, H, x0, w, v), f"random model with n={n}, m={m}, T={T}"))
-        hidden.append(((F, H, x0, np.zeros((T, n)), np.zeros((T, m))),
-                       f"random model with n={n}, m={m}, T={T}, no noise"))
+    for label, (F, H, x0, w, v) in ps01_simulate():
+        hidden.append(((F, H, x0, w, v), f"random model with {label}"))
+        hidden.append(((F, H, x0, np.zeros_like(w), np.zeros_like(v)), f"random model with {label}, no noise"))
     for args, label in visible + hidden:
         x, y = sim_reference(*args)
         cases.append(Case(args, label, {"x": x, "y": y}))
     return cases
-
-
-def sim_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (x, y); it returned {type(out).__name__}")
-    return {"x": np.asarray(out[0], dtype=float), "y": np.asarray(out[1], dtype=float)}
 
 
 def sim_check(case, got):
@@ -135,15 +110,15 @@ def sim_check(case, got):
 # (c) prior_moments(F, Q, x0, P0, T) -> (means, covs)
 
 
-def prior_reference(F, Q, x0, P0, T, rng):
-    m = 2
-    model = LinearGaussianSSM(F, rng.normal(size=(m, F.shape[0])), Q, np.eye(m), x0, P0)
+def prior_reference(F, Q, x0, P0, T, H):
+    """The prior moments: kflib's predictions with nothing observed (they do not depend on H)."""
+    m = H.shape[0]
+    model = LinearGaussianSSM(F, H, Q, np.eye(m), x0, P0)
     ref = kflib.kalman_filter(model, np.full((T, m), np.nan))
     return {"means": ref.x_pred, "covs": ref.P_pred}
 
 
 def prior_cases():
-    rng_h = np.random.default_rng(3030)          # only for H, which the moments do not depend on
     dt, q = 0.5, 2.0
     F_cv = np.array([[1.0, dt], [0.0, 1.0]])
     Q_cv = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
@@ -153,23 +128,10 @@ def prior_cases():
                 "the visible tests' F that is not symmetric"),
                ((0.5 * np.eye(2), np.eye(2), np.ones(2), np.zeros((2, 2)), 2),
                 "the visible tests' F = 0.5 I, Q = I")]
-    rng = np.random.default_rng(303)
-    hidden = []
-    for n, T in [(1, 1), (1, 10), (2, 5), (3, 25), (4, 12), (4, 25)]:
-        F = _stable(rng, n)
-        A = rng.normal(size=(n, n))
-        Q = A @ A.T + 0.1 * np.eye(n)
-        B = rng.normal(size=(n, n))
-        P0 = B @ B.T
-        x0 = rng.normal(size=n)
-        hidden.append(((F, Q, x0, P0, T), f"random model with n={n}, T={T}"))
-    return [Case(args, label, prior_reference(*args, rng_h)) for args, label in visible + hidden]
-
-
-def prior_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (means, covs); it returned {type(out).__name__}")
-    return {"means": np.asarray(out[0], dtype=float), "covs": np.asarray(out[1], dtype=float)}
+    H2 = np.array([[1.0, 0.5], [-0.5, 2.0]])
+    cases = [Case(args, label, prior_reference(*args, H2)) for args, label in visible]
+    return cases + [Case(args, f"random model with {label}", prior_reference(*args, H))
+                    for label, args, H in ps01_prior()]
 
 
 def prior_check(case, got):
@@ -198,20 +160,7 @@ def arima_cases():
     cases = []
     y = np.array([6.42, 5.28, 5.89, 4.72, 2.62, 0.49, -1.42, -0.83, -0.43, -0.85, -0.11, 0.11, -0.43])
     series = [((0.5, -0.3, 0.4, 1.5), y, "the example of the visible tests")]
-    rng = np.random.default_rng(404)
-    for trial in range(4):
-        phi2 = rng.uniform(-0.8, 0.8)
-        phi1 = rng.uniform(-0.9, 0.9) * (1 - phi2)
-        theta1 = rng.uniform(-0.8, 0.8)
-        sigma2 = rng.uniform(0.2, 3.0)
-        T, burn = 60, 100
-        e = rng.normal(scale=np.sqrt(sigma2), size=T + burn)
-        dy = np.zeros(T + burn)
-        for t in range(2, T + burn):
-            dy[t] = phi1 * dy[t - 1] + phi2 * dy[t - 2] + e[t] + theta1 * e[t - 1]
-        y = rng.normal(scale=10.0) + np.cumsum(dy[burn - 1:])
-        series.append(((phi1, phi2, theta1, sigma2), y,
-                       f"phi, theta, sigma2 drawn at random, T=60 ({trial + 1})"))
+    series += [(args[:4], y, label) for label, args, y in ps01_arima()]
     for (phi1, phi2, theta1, sigma2), y, label in series:
         ref = kflib.models.arima([phi1, phi2], [theta1], sigma2, d=1, y_presample=y[:1])
         filt = kflib.kalman_filter(ref, y[1:, None])
@@ -219,15 +168,6 @@ def arima_cases():
         cases.append(Case((float(phi1), float(phi2), float(theta1), float(sigma2), float(y[0])),
                           label, expect))
     return cases
-
-
-def arima_to_plain(out):
-    if not isinstance(out, kflib.LinearGaussianSSM):
-        raise TypeError(f"it must return a kflib LinearGaussianSSM; it returned {type(out).__name__}")
-    if out.B is not None:
-        raise ValueError("the model must not have a control matrix B")
-    return {name: np.asarray(getattr(out, name), dtype=float)
-            for name in ("F", "H", "Q", "R", "x0", "P0")}
 
 
 def arima_check(case, got):
@@ -254,11 +194,12 @@ def arima_check(case, got):
 
 PARTS = [
     Part("cv_model", "constant_velocity_model", "constant_velocity_model(dt, q, r)",
-         cv_cases, cv_to_plain, cv_check),
+         cv_cases, check=cv_check, returns=("F", "H", "Q", "R")),
     Part("simulate", "simulate_with_noise", "simulate_with_noise(F, H, x0, w, v)",
-         sim_cases, sim_to_plain, sim_check, arg_names=("F", "H", "x0", "w", "v")),
+         sim_cases, check=sim_check, returns=("x", "y"), arg_names=("F", "H", "x0", "w", "v")),
     Part("prior", "prior_moments", "prior_moments(F, Q, x0, P0, T)",
-         prior_cases, prior_to_plain, prior_check, arg_names=("F", "Q", "x0", "P0", "T")),
+         prior_cases, check=prior_check, returns=("means", "covs"), arg_names=("F", "Q", "x0", "P0", "T")),
     Part("arima", "arima211_model", "arima211_model(phi1, phi2, theta1, sigma2, y0)",
-         arima_cases, arima_to_plain, arima_check),
+         arima_cases, check=arima_check,
+         returns=Attrs("kflib.LinearGaussianSSM", "F", "H", "Q", "R", "x0", "P0", none=("B",))),
 ]

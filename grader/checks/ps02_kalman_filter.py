@@ -43,12 +43,6 @@ def predict_cases():
     return cases
 
 
-def predict_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (x_pred, P_pred); it returned {type(out).__name__}")
-    return {"x_pred": np.asarray(out[0], dtype=float), "P_pred": np.asarray(out[1], dtype=float)}
-
-
 def predict_check(case, got):
     x, P, F, Q = case.args
     e = case.expect
@@ -88,13 +82,6 @@ def update_cases():
                   "S": ref.S[0], "K": ref.K[0]}
         cases.append(Case((x, P, y, H, R), label, expect))
     return cases
-
-
-def update_to_plain(out):
-    names = ("x_filt", "P_filt", "nu", "S", "K")
-    if not isinstance(out, tuple) or len(out) != 5:
-        raise TypeError(f"it must return the tuple ({', '.join(names)}); it returned {type(out).__name__}")
-    return {name: np.asarray(a, dtype=float) for name, a in zip(names, out)}
 
 
 def update_check(case, got):
@@ -159,13 +146,6 @@ def missing_cases():
     return cases
 
 
-def filter_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError(f"it must return the tuple (x_filt, P_filt, loglik); it returned {type(out).__name__}")
-    return {"x_filt": np.asarray(out[0], dtype=float), "P_filt": np.asarray(out[1], dtype=float),
-            "loglik": np.asarray(out[2], dtype=float).reshape(-1)}
-
-
 def filter_check(case, got):
     y = case.args[-1]
     T, m = y.shape
@@ -183,13 +163,14 @@ def filter_check(case, got):
 
 
 ARGS = ("F", "H", "Q", "R", "x0", "P0", "y")
+FILTER_RETURNS = ("x_filt", "P_filt", "loglik:number")
 PARTS = [
-    Part("predict", "kf_predict", "kf_predict(x, P, F, Q)", predict_cases, predict_to_plain,
-         predict_check, arg_names=("x", "P", "F", "Q")),
-    Part("update", "kf_update", "kf_update(x_pred, P_pred, y, H, R)", update_cases, update_to_plain,
-         update_check, arg_names=("x_pred", "P_pred", "y", "H", "R")),
+    Part("predict", "kf_predict", "kf_predict(x, P, F, Q)", predict_cases, check=predict_check,
+         returns=("x_pred", "P_pred"), arg_names=("x", "P", "F", "Q")),
+    Part("update", "kf_update", "kf_update(x_pred, P_pred, y, H, R)", update_cases, check=update_check,
+         returns=UPDATE_NAMES, arg_names=("x_pred", "P_pred", "y", "H", "R")),
     Part("filter", "kalman_filter_loglik", "kalman_filter_loglik(F, H, Q, R, x0, P0, y)", filter_cases,
-         filter_to_plain, filter_check, arg_names=ARGS),
+         check=filter_check, returns=FILTER_RETURNS, arg_names=ARGS),
     Part("missing", "kalman_filter_missing", "kalman_filter_missing(F, H, Q, R, x0, P0, y)",
-         missing_cases, filter_to_plain, filter_check, arg_names=ARGS),
+         missing_cases, check=filter_check, returns=FILTER_RETURNS, arg_names=ARGS),
 ]

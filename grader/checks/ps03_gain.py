@@ -18,7 +18,8 @@ import numpy as np
 
 import kflib
 from kflib import LinearGaussianSSM
-from kflib.models import constant_velocity, local_level
+from kflib.exercise_cases import ps03_ewma, ps03_ll, ps03_projection, ps03_riccati, ps03_steady
+from kflib.models import local_level
 
 from ..spec import Case, Part, compare
 
@@ -71,31 +72,12 @@ def ll_cases():
     for q, r, label in [(1.0, 10.0, "the visible tests' noisier sensor (q = 1, r = 10)"),
                         (3.0, 3.0, "the visible tests' q = r = 3")]:
         cases.append(Case((q, r), label, {"want": _ll_reference(q, r), "rtol": 1e-8}))
-    # the hidden tests
-    rng = np.random.default_rng(3101)
-    hidden = [(1.0, 4.0), (0.3, 0.3), (1e-3, 10.0), (50.0, 0.01)]
-    for _ in range(8):
-        log_r = rng.uniform(-3, 3)
-        hidden.append((10 ** (log_r + rng.uniform(-4, 4)), 10 ** log_r))
-    for k, (q, r) in enumerate(hidden):
-        kind = "fixed" if k < 4 else "random"
-        cases.append(Case((float(q), float(r)), f"{kind} q and r ({k + 1} of {len(hidden)})",
-                          {"want": _ll_reference(q, r), "rtol": 1e-8}))
-    # a few more, the grader's own
-    rng = np.random.default_rng(93101)
-    for k in range(3):
-        log_r = rng.uniform(-3, 3)
-        q, r = 10 ** (log_r + rng.uniform(-4, 4)), 10 ** log_r
-        cases.append(Case((float(q), float(r)), f"more random q and r ({k + 1} of 3)",
-                          {"want": _ll_reference(q, r), "rtol": 1e-8}))
+    # the hidden tests', and a few more, the grader's own
+    inputs = ps03_ll() + [(f"more random q and r ({k + 1} of 3)", args)
+                          for k, (_, args) in enumerate(ps03_ll(93101, fixed=(), n_random=3))]
+    for label, (q, r) in inputs:
+        cases.append(Case((q, r), label, {"want": _ll_reference(q, r), "rtol": 1e-8}))
     return cases
-
-
-def ll_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError(f"it must return the tuple (P_pred, K, P_filt); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(v, dtype=float) for name, v in zip(("P_pred", "K", "P_filt"), out)}
 
 
 def ll_check(case, got):
@@ -148,35 +130,10 @@ def riccati_cases():
     inputs = [((one, one, one, one, zero, 3), "the visible tests' local level model, 3 steps"),
               ((one, one, one, one, zero, 40), "the visible tests' local level model, 40 steps"),
               ((F, H, Q, R, P0, 6), "the visible tests' constant-velocity model")]
-    rng = np.random.default_rng(3202)
-    for n, m, T in [(1, 1, 1), (1, 2, 5), (2, 1, 12), (2, 2, 8), (3, 2, 20), (3, 3, 10),
-                    (4, 1, 15), (4, 3, 25)]:
-        inputs.append((_riccati_random(rng, n, m, T), f"random model with n={n}, m={m}, n_steps={T}"))
-    rng = np.random.default_rng(93202)              # a few more, the grader's own
-    for n, m, T in [(2, 2, 10), (3, 1, 30)]:
-        inputs.append((_riccati_random(rng, n, m, T),
-                       f"another random model with n={n}, m={m}, n_steps={T}"))
+    inputs += [(args, f"random model with {label}") for label, args in ps03_riccati()]
+    inputs += [(args, f"another random model with {label}")       # a few more, the grader's own
+               for label, args in ps03_riccati(93202, dims=[(2, 2, 10), (3, 1, 30)])]
     return [Case(args, label, _riccati_reference(*args)) for args, label in inputs]
-
-
-def _riccati_random(rng, n, m, T):
-    """The hidden tests' random inputs of (b), in their order of draws."""
-    F = rng.normal(size=(n, n))
-    F *= rng.uniform(0.3, 1.2) / np.max(np.abs(np.linalg.eigvals(F)))
-    H = rng.normal(size=(m, n))
-    A = rng.normal(size=(n, n))
-    Q = A @ A.T / n + 0.1 * np.eye(n)
-    B = rng.normal(size=(m, m))
-    R = B @ B.T / m + 0.1 * np.eye(m)
-    C = rng.normal(size=(n, n))
-    P0 = rng.choice([0.0, 1.0, 30.0]) * C @ C.T / n
-    return F, H, Q, R, P0, T
-
-
-def riccati_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (P_pred, K); it returned {type(out).__name__}")
-    return {"P_pred": np.asarray(out[0], dtype=float), "K": np.asarray(out[1], dtype=float)}
 
 
 def riccati_check(case, got):
@@ -227,38 +184,12 @@ def steady_cases():
     R = np.array([[1.0]])
     cases.append(Case((F, H, Q, R), "the visible tests' constant-velocity model",
                       {"visible": "residual"}, kwargs={"tol": 1e-10}))
-    rng = np.random.default_rng(3303)
-    models = [(local_level(1e-4, 1.0), "slow local level model (q / r = 1e-4)"),
-              (local_level(6e-4, 3.0), "slow local level model (q / r = 2e-4)"),
-              (constant_velocity(1.0, 1e-4, 1.0), "slow constant-velocity model"),
-              (constant_velocity(0.1, 50.0, 1e-3), "constant-velocity model with a precise sensor")]
-    for n, m in [(1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (4, 2), (4, 3)]:
-        models.append((_steady_random(rng, n, m), f"random model with n={n}, m={m}"))
-    rng = np.random.default_rng(93303)              # a few more, the grader's own
-    for n, m in [(2, 1), (3, 3)]:
-        models.append((_steady_random(rng, n, m), f"another random model with n={n}, m={m}"))
-    for model, label in models:
-        P, K, _ = kflib.steady_state(model)
-        args = tuple(np.array(a) for a in (model.F, model.H, model.Q, model.R))
-        cases.append(Case(args, label, {"P": P, "K": K}, kwargs={"tol": 1e-10}))
+    inputs = ps03_steady() + [("another " + label, args)        # a few more, the grader's own
+                              for label, args in ps03_steady(93303, dims=[(2, 1), (3, 3)], slow=False)]
+    for label, (F, H, Q, R) in inputs:
+        P, K, _ = kflib.steady_state(LinearGaussianSSM(F, H, Q, R, np.zeros(len(F)), np.eye(len(F))))
+        cases.append(Case((F, H, Q, R), label, {"P": P, "K": K}, kwargs={"tol": 1e-10}))
     return cases
-
-
-def _steady_random(rng, n, m):
-    """The hidden tests' random model of (c), in their order of draws."""
-    F = rng.normal(size=(n, n))
-    F *= rng.uniform(0.3, 1.2) / np.max(np.abs(np.linalg.eigvals(F)))
-    A = rng.normal(size=(n, n))
-    B = rng.normal(size=(m, m))
-    scale = 10 ** rng.uniform(-2, 2)
-    return LinearGaussianSSM(F, rng.normal(size=(m, n)), scale * (A @ A.T / n + 0.1 * np.eye(n)),
-                             scale * (B @ B.T / m + 0.1 * np.eye(m)), np.zeros(n), np.eye(n))
-
-
-def steady_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (P, K); it returned {type(out).__name__}")
-    return {"P": np.asarray(out[0], dtype=float), "K": np.asarray(out[1], dtype=float)}
 
 
 def steady_check(case, got):
@@ -343,28 +274,10 @@ def ewma_cases():
         cases.append(Case((y, q, r, x0), f"steady_filter, the visible tests' {label}",
                           {"x": _steady_filter_reference(y, q, r, x0), "rtol": 1e-9, "atol": 0.0},
                           function="steady_filter"))
-    # the hidden tests
-    rng = np.random.default_rng(3404)
-    hidden = [(4.0, 0.5, 400), (1.0, 1.0, 200), (0.3, 1.0, 150), (1e-3, 2.0, 150)]
-    for _ in range(4):
-        log_r = rng.uniform(-2, 2)
-        hidden.append((10 ** (log_r + rng.uniform(-3, 2)), 10 ** log_r, int(rng.integers(1, 200))))
-    series = []
-    for k, (q, r, T) in enumerate(hidden):
-        level = rng.normal(scale=10.0) + np.cumsum(rng.normal(scale=np.sqrt(q), size=T))
-        y = level + rng.normal(scale=np.sqrt(r), size=T)
-        x0 = rng.normal(scale=10.0)
-        series.append((q, r, y, x0, f"{'a long series' if k == 0 else 'a series'} of T={T} "
-                                    f"({'fixed' if k < 4 else 'random'} q and r, {k + 1} of {len(hidden)})"))
-    rng = np.random.default_rng(93404)              # a few more, the grader's own
-    for k in range(2):
-        log_r = rng.uniform(-2, 2)
-        q, r, T = 10 ** (log_r + rng.uniform(-3, 2)), 10 ** log_r, int(rng.integers(20, 300))
-        y = rng.normal(scale=10.0) + np.cumsum(rng.normal(scale=np.sqrt(q), size=T)) \
-            + rng.normal(scale=np.sqrt(r), size=T)
-        series.append((q, r, y, rng.normal(scale=10.0), f"another series of T={T} ({k + 1} of 2)"))
-    for q, r, y, x0, label in series:
-        q, r, x0 = float(q), float(r), float(x0)
+    # the hidden tests', and a few more, the grader's own
+    series = ps03_ewma() + [(f"another series of T={len(args[0])} ({k + 1} of 2)", args) for k, (_, args)
+                            in enumerate(ps03_ewma(93404, fixed=(), n_random=2, lengths=(20, 300)))]
+    for label, (y, q, r, x0) in series:
         cases.append(Case((q, r), f"ewma_weight, {label}", {"alpha": _alpha(q, r), "rtol": 1e-8},
                           function="ewma_weight"))
         scale = 1.0 + np.max(np.abs(y)) + abs(x0)
@@ -372,14 +285,6 @@ def ewma_cases():
                           {"x": _steady_filter_reference(y, q, r, x0), "rtol": 1e-7,
                            "atol": 1e-9 * scale}, function="steady_filter"))
     return cases
-
-
-def alpha_to_plain(out):
-    return {"alpha": np.asarray(out, dtype=float)}
-
-
-def filter_to_plain(out):
-    return {"x": np.asarray(out, dtype=float)}
 
 
 def ewma_check(case, got):
@@ -423,25 +328,10 @@ def projection_cases():
               ((np.array([[2.0, 0.5, 0.3], [0.5, 1.0, -0.4], [0.3, -0.4, 1.5]]),
                 np.array([[1.0, 0.0, 1.0], [0.0, 2.0, -1.0]])),
                "the visible tests' two measurements of three states")]
-    rng = np.random.default_rng(3505)
-    for n, m in [(2, 1), (3, 1), (3, 2), (4, 1), (4, 2), (4, 3)]:
-        for log_scale in (-8.0, 0.0, 8.0, rng.uniform(-8, 8)):
-            A = rng.normal(size=(n, n))
-            P = 10 ** log_scale * (A @ A.T / n + 0.1 * np.eye(n))
-            H = rng.normal(size=(m, n))
-            inputs.append(((P, H), f"random P and H with n={n}, m={m}, P of scale 1e{log_scale:.0f}"))
-    rng = np.random.default_rng(93505)              # a few more, the grader's own
-    for n, m in [(3, 2), (5, 3)]:
-        log_scale = rng.uniform(-8, 8)
-        A = rng.normal(size=(n, n))
-        P = 10 ** log_scale * (A @ A.T / n + 0.1 * np.eye(n))
-        H = rng.normal(size=(m, n))
-        inputs.append(((P, H), f"another random P and H with n={n}, m={m}"))
+    inputs += [(args, f"random P and H with {label}") for label, args in ps03_projection()]
+    inputs += [(args, f"another random P and H with n={args[0].shape[0]}, m={args[1].shape[0]}")
+               for _, args in ps03_projection(93505, dims=[(3, 2), (5, 3)], scales=())]   # the grader's own
     return [Case(args, label, _projection_reference(*args)) for args, label in inputs]
-
-
-def projection_to_plain(out):
-    return {"Pi": np.asarray(out, dtype=float)}
 
 
 def projection_check(case, got):
@@ -463,16 +353,16 @@ def projection_check(case, got):
 
 PARTS = [
     Part("ll_steady", "local_level_steady_state", "local_level_steady_state(q, r)",
-         ll_cases, ll_to_plain, ll_check),
+         ll_cases, check=ll_check, returns=LL_NAMES),
     Part("riccati", "riccati_iterate", "riccati_iterate(F, H, Q, R, P0, n_steps)",
-         riccati_cases, riccati_to_plain, riccati_check,
+         riccati_cases, check=riccati_check, returns=("P_pred", "K"),
          arg_names=("F", "H", "Q", "R", "P0", "n_steps")),
     Part("steady_gain", "steady_gain", "steady_gain(F, H, Q, R, tol)",
-         steady_cases, steady_to_plain, steady_check,
+         steady_cases, check=steady_check, returns=("P", "K"),
          arg_names=("F", "H", "Q", "R")),
     Part("ewma", "ewma_weight", "ewma_weight(q, r) and steady_filter(y, q, r, x0)",
-         ewma_cases, {"ewma_weight": alpha_to_plain, "steady_filter": filter_to_plain}, ewma_check,
+         ewma_cases, check=ewma_check, returns={"ewma_weight": "alpha", "steady_filter": "x"},
          arg_names=("y", "q", "r", "x0")),
     Part("projection", "perfect_sensor_projection", "perfect_sensor_projection(P, H)",
-         projection_cases, projection_to_plain, projection_check, arg_names=("P", "H")),
+         projection_cases, check=projection_check, returns="Pi", arg_names=("P", "H")),
 ]

@@ -23,6 +23,7 @@ import kflib
 import kflib.models
 import kflib.smoother
 from kflib import LinearGaussianSSM
+from kflib.exercise_cases import ps04_gain, ps04_gap, ps04_lag, ps04_smooth
 
 from ..spec import Case, Part, compare
 
@@ -33,22 +34,14 @@ ASSIGNMENT = "ps04-smoothing"
 # shared inputs
 
 
-def _problem(rng, n, m, T, scale):
-    """The hidden tests' random model, data with missing values, and kflib's filter and smoother."""
-    def cov(k):
-        A = rng.normal(size=(k, k))
-        return scale * (A @ A.T / k + 0.1 * np.eye(k))
-    F = rng.normal(size=(n, n))
-    F *= rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
-    model = LinearGaussianSSM(F, rng.normal(size=(m, n)), cov(n), cov(m),
-                              np.sqrt(scale) * rng.normal(size=n), cov(n))
-    _, y = kflib.simulate(model, T, rng=rng)
-    y[rng.random(y.shape) < 0.15] = np.nan
-    if T >= 6:
-        start = rng.integers(1, T - 3)
-        y[start:start + rng.integers(2, 4)] = np.nan
-    filt = kflib.kalman_filter(model, y)
-    return model, filt, kflib.rts_smoother(model, filt)
+def _solved(problems):
+    """(label, model, filt, smooth): kflib's filter and smoother on each (label, model, y) of
+    kflib.exercise_cases (the hidden tests' random problems)."""
+    out = []
+    for label, model, y in problems:
+        filt = kflib.kalman_filter(model, y)
+        out.append((label, model, filt, kflib.rts_smoother(model, filt)))
+    return out
 
 
 def _visible_problems():
@@ -106,25 +99,18 @@ def gain_cases():
     P_pred_next = np.array([[4.5, 1.5], [1.5, 2.0]])
     cases.append(Case((P_filt_t, F, P_pred_next), "the visible tests' constant-velocity step",
                       {"G": np.array([[17 / 27, -2 / 9], [2 / 9, 1 / 3]]), "rtol": 1e-6, "atol": 1e-12}))
-    problems = [(4101, [(1, 1, 5, 1.0), (2, 1, 8, 1.0), (3, 2, 10, 1.0), (4, 3, 12, 1.0),
-                        (4, 2, 10, 1e-8), (2, 3, 6, 1e4)], "random"),
-                (94101, [(3, 1, 6, 1.0), (5, 2, 4, 1e2)], "another random")]     # the grader's own
-    for seed, dims, kind in problems:
-        rng = np.random.default_rng(seed)
-        for n, m, T, scale in dims:
-            model, filt, smooth = _problem(rng, n, m, T, scale)
-            for k in range(-1, T - 1):       # the gain of row k; k = -1 is the initial state
+    problems = [(ps04_gain(), "random"),
+                (ps04_gain(94101, [(3, 1, 6, 1.0), (5, 2, 4, 1e2)]), "another random")]   # the grader's own
+    for found, kind in problems:
+        for label, model, filt, smooth in _solved(found):
+            for k in range(-1, len(filt.x_filt) - 1):    # the gain of row k; k = -1 is the initial state
                 P_k = model.P0 if k < 0 else filt.P_filt[k]
                 args = tuple(np.array(a) for a in (P_k, model.F, filt.P_pred[k + 1]))
                 ref = smooth.G[k + 1]
                 where = "the initial state" if k < 0 else f"row {k}"
-                cases.append(Case(args, f"{kind} model with n={n}, covariances of scale {scale:g}, {where}",
+                cases.append(Case(args, f"{kind} model with {label}, {where}",
                                   {"G": ref, "rtol": 1e-7, "atol": _atol(ref)}))
     return cases
-
-
-def gain_to_plain(out):
-    return {"G": np.asarray(out, dtype=float)}
 
 
 def gain_check(case, got):
@@ -172,25 +158,14 @@ def smooth_cases():
         args = tuple(np.array(a) for a in (model.F, filt.x_filt, filt.P_filt, filt.x_pred, filt.P_pred))
         cases.append(Case(args, label, {"x_smooth": smooth.x_smooth, "P_smooth": smooth.P_smooth,
                                         "rtol": 1e-6, "atol": (1e-9, 1e-9)}))
-    for seed, dims, kind in [
-            (4202, [(1, 1, 1, 1.0), (3, 2, 1, 1.0), (1, 1, 2, 1.0), (2, 1, 15, 1.0), (3, 2, 25, 1.0),
-                    (4, 3, 40, 1.0), (4, 2, 20, 1e-8), (2, 2, 30, 1e6)], "random"),
-            (94202, [(3, 1, 12, 1.0), (2, 2, 20, 1e2)], "another random")]:       # the grader's own
-        rng = np.random.default_rng(seed)
-        for n, m, T, scale in dims:
-            model, filt, smooth = _problem(rng, n, m, T, scale)
+    for found, kind in [(ps04_smooth(), "random"),
+                        (ps04_smooth(94202, [(3, 1, 12, 1.0), (2, 2, 20, 1e2)]), "another random")]:
+        for label, model, filt, smooth in _solved(found):    # the hidden tests', then the grader's own
             args = tuple(np.array(a) for a in (model.F, filt.x_filt, filt.P_filt, filt.x_pred, filt.P_pred))
-            cases.append(Case(args, f"{kind} model with n={n}, m={m}, T={T}, covariances of scale {scale:g}",
+            cases.append(Case(args, f"{kind} model with {label}",
                               {"x_smooth": smooth.x_smooth, "P_smooth": smooth.P_smooth, "rtol": 1e-7,
                                "atol": (_atol(smooth.x_smooth), _atol(smooth.P_smooth))}))
     return cases
-
-
-def smooth_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (x_smooth, P_smooth); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {"x_smooth": np.asarray(out[0], dtype=float), "P_smooth": np.asarray(out[1], dtype=float)}
 
 
 def smooth_check(case, got):
@@ -235,22 +210,14 @@ def lag_cases():
     for model, filt, smooth, label in _visible_problems():
         args = tuple(np.array(a) for a in (model.F, filt.P_filt, filt.P_pred, smooth.P_smooth))
         cases.append(Case(args, label, {"lag": smooth.P_lag1[1:], "rtol": 1e-6, "atol": 1e-9}))
-    for seed, dims, kind in [
-            (4303, [(1, 1, 2, 1.0), (2, 1, 10, 1.0), (3, 2, 25, 1.0), (4, 3, 40, 1.0),
-                    (4, 2, 20, 1e-8), (3, 3, 15, 1e6)], "random"),
-            (94303, [(2, 2, 12, 1.0), (3, 1, 18, 1e-2)], "another random")]:      # the grader's own
-        rng = np.random.default_rng(seed)
-        for n, m, T, scale in dims:
-            model, filt, smooth = _problem(rng, n, m, T, scale)
+    for found, kind in [(ps04_lag(), "random"),
+                        (ps04_lag(94303, [(2, 2, 12, 1.0), (3, 1, 18, 1e-2)]), "another random")]:
+        for label, model, filt, smooth in _solved(found):    # the hidden tests', then the grader's own
             args = tuple(np.array(a) for a in (model.F, filt.P_filt, filt.P_pred, smooth.P_smooth))
             want = smooth.P_lag1[1:]
-            cases.append(Case(args, f"{kind} model with n={n}, m={m}, T={T}, covariances of scale {scale:g}",
+            cases.append(Case(args, f"{kind} model with {label}",
                               {"lag": want, "rtol": 1e-7, "atol": _atol(want)}))
     return cases
-
-
-def lag_to_plain(out):
-    return {"lag": np.asarray(out, dtype=float)}
 
 
 def lag_check(case, got):
@@ -310,46 +277,11 @@ def gap_cases():
                               Q=np.eye(2), R=[[0.5, 0.2], [0.2, 1.0]], x0=[0.0, 0.0], P0=np.eye(2))
     y = np.array([[0.3, 1.1], [-0.4, 0.2], [nan, nan], [nan, nan], [nan, nan], [0.9, 1.5], [1.7, 0.6]])
     cases.append(_gap_case(model, y, "the visible tests' two sensors", 1e-6, True))
-    rng = np.random.default_rng(4404)
-
-    def cov(k, scale):
-        A = rng.normal(size=(k, k))
-        return scale * (A @ A.T / k + 0.1 * np.eye(k))
-
-    gap_sets = [[(10, 16)], [(3, 6), (14, 20)], [(0, 4)], [(22, 25)], [(5, 6), (8, 9), (11, 15)]]
-    for trial, (n, m, T, scale) in enumerate([(1, 1, 20, 1.0), (2, 1, 25, 1.0), (3, 2, 12, 1.0),
-                                             (4, 3, 25, 1.0), (2, 3, 18, 1e-6), (4, 2, 30, 1e4)]):
-        F = rng.normal(size=(n, n))
-        F *= rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
-        model = LinearGaussianSSM(F, rng.normal(size=(m, n)), cov(n, scale), cov(m, scale),
-                                  np.sqrt(scale) * rng.normal(size=n), cov(n, scale))
-        _, y = kflib.simulate(model, T, rng=rng)
-        gaps = gap_sets[trial % len(gap_sets)]
-        for start, stop in gaps:
-            y[start:min(stop, T)] = np.nan
-        k = int(np.isnan(y).all(axis=1).sum())
-        cases.append(_gap_case(model, y, f"random model with n={n}, m={m}, T={T}, {len(gaps)} "
-                                         f"gap{'s' if len(gaps) > 1 else ''}, {k} missing rows", 1e-7, True))
-    rng = np.random.default_rng(94404)              # a few more, the grader's own
-    for n, m, T, scale in [(2, 2, 20, 1.0), (3, 1, 30, 1e2)]:
-        F = rng.normal(size=(n, n))
-        F *= rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
-        model = LinearGaussianSSM(F, rng.normal(size=(m, n)), cov(n, scale), cov(m, scale),
-                                  np.sqrt(scale) * rng.normal(size=n), cov(n, scale))
-        _, y = kflib.simulate(model, T, rng=rng)
-        start = int(rng.integers(1, T - 6))
-        y[start:start + int(rng.integers(2, 6))] = np.nan
-        k = int(np.isnan(y).all(axis=1).sum())
-        cases.append(_gap_case(model, y, f"another random model with n={n}, m={m}, T={T}, "
-                                         f"{k} missing rows", 1e-7, True))
+    for label, (model, y) in ps04_gap():
+        cases.append(_gap_case(model, y, f"random model with {label}", 1e-7, True))
+    for label, (model, y) in ps04_gap(94404, [(2, 2, 20, 1.0), (3, 1, 30, 1e2)], gap_sets=None):
+        cases.append(_gap_case(model, y, f"another random model with {label}", 1e-7, True))   # the grader's own
     return cases
-
-
-def gap_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (y_hat, y_var); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {"y_hat": np.asarray(out[0], dtype=float), "y_var": np.asarray(out[1], dtype=float)}
 
 
 def gap_check(case, got):
@@ -381,16 +313,16 @@ def gap_check(case, got):
 STAND_INS = {"smoother_gain": kflib_smoother_gain, "rts_smooth": kflib_rts_smooth}
 PARTS = [
     Part("gain", "smoother_gain", "smoother_gain(P_filt_t, F, P_pred_next)",
-         gain_cases, gain_to_plain, gain_check,
+         gain_cases, check=gain_check, returns="G",
          arg_names=("P_filt_t", "F", "P_pred_next")),
     Part("smooth", "rts_smooth", "rts_smooth(F, x_filt, P_filt, x_pred, P_pred)",
-         smooth_cases, smooth_to_plain, smooth_check,
+         smooth_cases, check=smooth_check, returns=("x_smooth", "P_smooth"),
          arg_names=("F", "x_filt", "P_filt", "x_pred", "P_pred"),
          stand_ins={"smoother_gain": kflib_smoother_gain}),
     Part("lag_one", "lag_one_covariance", "lag_one_covariance(F, P_filt, P_pred, P_smooth)",
-         lag_cases, lag_to_plain, lag_check,
+         lag_cases, check=lag_check, returns="lag",
          arg_names=("F", "P_filt", "P_pred", "P_smooth"), stand_ins=STAND_INS),
     Part("gap", "interpolate_gap", "interpolate_gap(model, y)",
-         gap_cases, gap_to_plain, gap_check,
+         gap_cases, check=gap_check, returns=("y_hat", "y_var"),
          arg_names=("model", "y"), from_plain=gap_args, stand_ins=STAND_INS),
 ]

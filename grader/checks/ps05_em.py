@@ -19,6 +19,7 @@ import numpy as np
 
 import kflib
 from kflib import LinearGaussianSSM, kalman_filter, rts_smoother
+from kflib.exercise_cases import ps05_em, ps05_m_step_Q, ps05_m_step_R
 from kflib.models import local_level
 
 from ..spec import Case, Part, compare
@@ -32,27 +33,10 @@ def _em(y, start, n_iter, learn=("Q", "R")):
         return kflib.em(y, start, n_iter=n_iter, tol=0.0, learn=learn)
 
 
-def _random_model(rng, n, m):
-    """The hidden tests' random model (the same draws in (a) and (b))."""
-    F = rng.normal(size=(n, n))
-    F *= rng.uniform(0.5, 1.05) / np.max(np.abs(np.linalg.eigvals(F)))
-    A, B, C = rng.normal(size=(n, n)), rng.normal(size=(m, m)), rng.normal(size=(n, n))
-    return LinearGaussianSSM(F, rng.normal(size=(m, n)), A @ A.T / n + 0.1 * np.eye(n),
-                             B @ B.T / m + 0.1 * np.eye(m), rng.normal(size=n),
-                             C @ C.T / n + 0.1 * np.eye(n))
-
-
-def _random_problems(seed, dims):
-    """(y, start model, smoother output, label) as the hidden tests of (a) and (b) make them."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for n, m, T in dims:
-        model = _random_model(rng, n, m)
-        _, y = kflib.simulate(model, T, rng=rng)
-        start = _random_model(rng, n, m).replace(F=model.F, H=model.H)
-        smooth = rts_smoother(start, kalman_filter(start, y))
-        out.append((y, start, smooth, f"random model with n={n}, m={m}, T={T}"))
-    return out
+def _random_problems(problems):
+    """(y, start model, smoother output, label) for the (label, y, start) of kflib.exercise_cases."""
+    return [(y, start, rts_smoother(start, kalman_filter(start, y)), f"random model with {label}")
+            for label, y, start in problems]
 
 
 # --------------------------------------------------------------------------
@@ -76,19 +60,14 @@ def r_cases():
     start = model.replace(R=[[1.0]])
     smooth = rts_smoother(start, kalman_filter(start, y))
     problems = [(y, start, smooth, "the visible tests' two-state model, against kflib.em", 0.0)]
-    problems += [(*p, 1e-10) for p in _random_problems(
-        5101, [(1, 1, 1), (1, 2, 20), (2, 3, 30), (3, 1, 25), (4, 3, 40), (4, 2, 12), (3, 3, 50)])]
+    problems += [(*p, 1e-10) for p in _random_problems(ps05_m_step_R())]
     problems += [(y, start, sm, "another " + label, 1e-10) for y, start, sm, label in _random_problems(
-        95101, [(2, 2, 15), (3, 2, 35)])]                   # a few more, the grader's own
+        ps05_m_step_R(95101, [(2, 2, 15), (3, 2, 35)]))]    # a few more, the grader's own
     for y, start, smooth, label, rel in problems:
         want = _em(y, start, 1, learn=("R",)).model.R
         args = tuple(np.array(a, dtype=float) for a in (y, start.H, smooth.x_smooth, smooth.P_smooth))
         cases.append(Case(args, label, {"R": want, "rtol": 1e-7, "atol": rel * np.max(np.abs(want))}))
     return cases
-
-
-def r_to_plain(out):
-    return {"R": np.asarray(out, dtype=float)}
 
 
 def r_check(case, got):
@@ -148,20 +127,15 @@ def q_cases():
     start = model.replace(Q=np.eye(2))
     smooth = rts_smoother(start, kalman_filter(start, y))
     problems = [(y, start, smooth, "the visible tests' two-state model, against kflib.em", 0.0)]
-    problems += [(*p, 1e-10) for p in _random_problems(
-        5202, [(1, 1, 1), (1, 1, 30), (2, 1, 25), (3, 2, 30), (3, 3, 8), (4, 1, 40), (4, 3, 60)])]
+    problems += [(*p, 1e-10) for p in _random_problems(ps05_m_step_Q())]
     problems += [(y, start, sm, "another " + label, 1e-10) for y, start, sm, label in _random_problems(
-        95202, [(2, 2, 20), (3, 1, 25)])]                   # a few more, the grader's own
+        ps05_m_step_Q(95202, [(2, 2, 20), (3, 1, 25)]))]    # a few more, the grader's own
     for y, start, sm, label, rel in problems:
         want = _em(y, start, 1, learn=("Q",)).model.Q
         args = tuple(np.array(a, dtype=float) for a in
                      (start.F, sm.x_smooth, sm.P_smooth, sm.P_lag1, sm.x0_smooth, sm.P0_smooth))
         cases.append(Case(args, label, {"Q": want, "rtol": 1e-7, "atol": rel * np.max(np.abs(want))}))
     return cases
-
-
-def q_to_plain(out):
-    return {"Q": np.asarray(out, dtype=float)}
 
 
 def q_check(case, got):
@@ -213,28 +187,11 @@ def em_cases():
     y = np.cumsum(rng.normal(size=40)) + 2.0 * rng.normal(size=40)
     cases = [_em_case(y, 0.5, 2.0, y[0], 1e4, n, f"the visible tests' series, {n} "
                                                  f"iteration{'s' if n > 1 else ''}") for n in (1, 10)]
-    for seed, runs, kind in [(5303, [(10, 3), (25, 6), (50, 8), (80, 12), (60, 5)], "a random"),
-                             (95303, [(30, 4), (45, 7)], "another random")]:    # the grader's own
-        rng = np.random.default_rng(seed)
-        for T, n_iter in runs:
-            scale = 10 ** rng.uniform(-1, 2)
-            q_true, r_true = scale * rng.uniform(0.05, 2.0), scale * rng.uniform(0.2, 4.0)
-            level = rng.normal(scale=5) + np.cumsum(rng.normal(scale=np.sqrt(q_true), size=T))
-            y = level + rng.normal(scale=np.sqrt(r_true), size=T)
-            x0 = float(y[0] + rng.normal(scale=3 * np.sqrt(scale)))
-            P0 = float(scale * 10 ** rng.uniform(-1, 2))
-            q0, r0 = scale * rng.uniform(0.1, 3.0, size=2)
-            cases.append(_em_case(y, q0, r0, x0, P0, n_iter,
-                                  f"{kind} series, T={T}, n_iter={n_iter}, x0 away from y_1"))
+    for found, kind in [(ps05_em(), "a random"),
+                        (ps05_em(95303, [(30, 4), (45, 7)]), "another random")]:    # the grader's own
+        for label, args in found:
+            cases.append(_em_case(*args, f"{kind} series, {label}"))
     return cases
-
-
-def em_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError(f"it must return the tuple (q, r, loglik_history); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {"q": np.asarray(out[0], dtype=float), "r": np.asarray(out[1], dtype=float),
-            "history": np.asarray(out[2], dtype=float)}
 
 
 def em_check(case, got):
@@ -277,11 +234,11 @@ def em_check(case, got):
 
 PARTS = [
     Part("m_step_R", "m_step_R", "m_step_R(y, H, x_smooth, P_smooth)",
-         r_cases, r_to_plain, r_check, arg_names=("y", "H", "x_smooth", "P_smooth")),
+         r_cases, check=r_check, returns="R", arg_names=("y", "H", "x_smooth", "P_smooth")),
     Part("m_step_Q", "m_step_Q", "m_step_Q(F, x_smooth, P_smooth, P_lag1, x0_smooth, P0_smooth)",
-         q_cases, q_to_plain, q_check,
+         q_cases, check=q_check, returns="Q",
          arg_names=("F", "x_smooth", "P_smooth", "P_lag1", "x0_smooth", "P0_smooth")),
     Part("em_local_level", "em_local_level", "em_local_level(y, q0, r0, x0, P0, n_iter)",
-         em_cases, em_to_plain, em_check,
+         em_cases, check=em_check, returns=("q", "r", "history"),
          arg_names=("y", "q0", "r0", "x0", "P0", "n_iter")),
 ]

@@ -21,7 +21,8 @@ What the sandbox can be asked, and how each part uses it:
     to get inputs, so it imports torch (already loaded by the notebook).
 (c) ``mse_floors(q, r)`` against kflib.steady_state and the smoother's fixed
     point.
-(d) ``quiz_answers()`` returns a dict of letters, sent back as their indices.
+(d) ``quiz_answers()`` returns a dict of letters, sent back as their indices
+    (a -> 0, ...).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ import numpy as np
 import scipy.linalg
 
 import kflib
+from kflib.exercise_cases import ps06_floors, ps06_held_out, ps06_nll
 from kflib.models import local_level
 
-from ..spec import Case, Part, compare
+from ..spec import Case, Keys, Part, compare
 
 ASSIGNMENT = "ps06-lstm"
 RATIO_MAX = 1.10                    # held-out MSE / the Kalman filter's, as in the notebook
@@ -65,23 +67,8 @@ def nll_cases():
     x = math.sqrt(P0) * rng.normal() + np.cumsum(rng.normal(scale=math.sqrt(q), size=25))
     y = x + rng.normal(scale=math.sqrt(r), size=25)
     cases.append(_nll_case(y, q, r, 0.0, P0, "the second example of the visible tests"))
-    rng = np.random.default_rng(6101)
-    for k, T in enumerate([1, 2, 3, 8, 20, 35, 60, 60, 45, 12]):
-        q, r = (float(v) for v in 10.0 ** rng.uniform(-2, 2, size=2))
-        x0 = float(rng.normal(scale=5.0))
-        P0 = 0.0 if rng.uniform() < 0.3 else float(10.0 ** rng.uniform(-2, 2))
-        x = x0 + math.sqrt(P0) * rng.normal() + np.cumsum(rng.normal(scale=math.sqrt(q), size=T))
-        y = x + rng.normal(scale=math.sqrt(r), size=T)
-        cases.append(_nll_case(y, q, r, x0, P0, f"random q, r, x0 and P0 ({k + 1} of 10), T={T}"))
+    cases += [_nll_case(*args, label) for label, args in ps06_nll()]     # the hidden tests'
     return cases
-
-
-def nll_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError("it must return the tuple (nll, dnll_dq, dnll_dr); "
-                        f"it returned {type(out).__name__}")
-    return {name: np.asarray(float(v), dtype=float)
-            for name, v in zip(("nll", "dnll_dq", "dnll_dr"), out)}
 
 
 def nll_check(case, got):
@@ -106,10 +93,10 @@ PROBE_SEED, PROBE_SPLIT = 60604, 30
 
 
 def _draw(seed, n_seq, T):
-    """Held-out states and measurements (q = r = 1, x0 = 0): learned_to_plain draws the same."""
-    rng = np.random.default_rng(seed)
-    x = np.cumsum(rng.normal(size=(n_seq, T, 1)), axis=1)
-    y = x + rng.normal(size=(n_seq, T, 1))
+    """Held-out states and measurements (q = r = 1, x0 = 0), as the hidden tests draw theirs
+    (other seeds): learned_to_plain, which has no kflib.exercise_cases in the sandbox, draws
+    the same."""
+    _, x, y = ps06_held_out([(seed, n_seq, T)])[0]
     return x, y
 
 
@@ -182,12 +169,9 @@ def learned_check(case, got):
 
 
 def floors_cases():
-    rng = np.random.default_rng(6301)
     pairs = [((1.0, 1.0), "q = r = 1, as in the visible tests"),
-             ((2.5, 2.5), "q = r = 2.5, as in the visible tests"),
-             ((1.0, 4.0), "q = 1, r = 4"), ((4.0, 1.0), "q = 4, r = 1")]
-    pairs += [(tuple(float(v) for v in 10.0 ** rng.uniform(-2, 2, size=2)),
-               f"random q and r ({k + 1} of 10)") for k in range(10)]
+             ((2.5, 2.5), "q = r = 2.5, as in the visible tests")]
+    pairs += [(args, label) for label, args in ps06_floors()]          # the hidden tests'
     cases = []
     for (q, r), label in pairs:
         P_pred, _, P_filt = (float(a[0, 0]) for a in kflib.steady_state(local_level(q, r)))
@@ -196,14 +180,6 @@ def floors_cases():
             np.array([[G]]), np.array([[P_filt - G * P_pred * G]]))[0, 0])
         cases.append(Case((q, r), label, {"P_pred": P_pred, "P_filt": P_filt, "P_smooth": P_smooth}))
     return cases
-
-
-def floors_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError("it must return the tuple (P_pred, P_filt, P_smooth); "
-                        f"it returned {type(out).__name__}")
-    return {name: np.asarray(v, dtype=float).reshape(-1)
-            for name, v in zip(("P_pred", "P_filt", "P_smooth"), out)}
 
 
 def floors_check(case, got):
@@ -225,39 +201,28 @@ QUIZ_RIGHT = {"q1": "d", "q2": "c", "q3": "a", "q4": "b"}
 
 
 def quiz_cases():
-    return [Case((), "the four questions", {"answers": ["abcd".index(QUIZ_RIGHT[k]) for k in QUIZ_KEYS]})]
-
-
-def quiz_to_plain(out):
-    if not isinstance(out, dict):
-        raise TypeError(f"quiz_answers must return a dict; it returned {type(out).__name__}")
-    codes = []
-    for key in ("q1", "q2", "q3", "q4"):
-        letter = out.get(key)
-        letter = letter.strip().lower() if isinstance(letter, str) else ""
-        codes.append("abcd".index(letter) if letter in ("a", "b", "c", "d") else -1)
-    keys_ok = sorted(str(k) for k in out) == ["q1", "q2", "q3", "q4"]
-    return {"answers": np.array(codes, dtype=float), "keys_ok": np.array([1.0 if keys_ok else 0.0])}
+    return [Case((), "the four questions", {k: "abcd".index(QUIZ_RIGHT[k]) for k in QUIZ_KEYS})]
 
 
 def quiz_check(case, got):
-    answers, keys_ok = got.get("answers"), got.get("keys_ok")
-    if answers is None or keys_ok is None or answers.shape != (4,) or keys_ok.size != 1:
+    # the dict's keys and that each answer is a letter are checked in the sandbox (Keys)
+    answers = [got.get(k) for k in QUIZ_KEYS]
+    if any(a is None or a.size != 1 for a in answers):
         return ["the answers could not be read"]
-    if keys_ok.item() != 1.0:
-        return ["the keys must be 'q1', 'q2', 'q3' and 'q4'"]
-    if np.any(answers < 0):
+    if any(not 0 <= a.item() < 4 for a in answers):
         return ["each answer must be one of the letters 'a', 'b', 'c', 'd'"]
-    if not np.array_equal(answers, np.asarray(case.expect["answers"], dtype=float)):
+    if any(a.item() != case.expect[k] for k, a in zip(QUIZ_KEYS, answers)):
         return ["one or more answers are wrong"]
     return []
 
 
 PARTS = [
-    Part("nll", "nll_and_gradient", "nll_and_gradient(y, q, r, x0, P0)", nll_cases, nll_to_plain,
-         nll_check, arg_names=("y", "q", "r", "x0", "P0")),
+    Part("nll", "nll_and_gradient", "nll_and_gradient(y, q, r, x0, P0)", nll_cases, check=nll_check,
+         returns=("nll:number", "dnll_dq:number", "dnll_dr:number"), arg_names=("y", "q", "r", "x0", "P0")),
     Part("learned", "train_filter", "train_filter(seed)", learned_cases, learned_to_plain,
          learned_check, arg_names=("seed",)),
-    Part("floors", "mse_floors", "mse_floors(q, r)", floors_cases, floors_to_plain, floors_check, arg_names=("q", "r")),
-    Part("quiz", "quiz_answers", "quiz_answers()", quiz_cases, quiz_to_plain, quiz_check),
+    Part("floors", "mse_floors", "mse_floors(q, r)", floors_cases, check=floors_check,
+         returns=("P_pred:number", "P_filt:number", "P_smooth:number"), arg_names=("q", "r")),
+    Part("quiz", "quiz_answers", "quiz_answers()", quiz_cases, check=quiz_check,
+         returns=Keys(*(f"{k}:letter" for k in QUIZ_KEYS))),
 ]

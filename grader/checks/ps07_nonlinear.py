@@ -21,6 +21,7 @@ import numpy as np
 
 import kflib
 import kflib.nonlinear
+from kflib.exercise_cases import ps07_ekf, ps07_radar, ps07_unscented
 from kflib.nonlinear import NonlinearSSM
 
 from ..spec import Case, Part, compare
@@ -42,10 +43,6 @@ def _radar_jac_true(x):
     return np.array([[px / r, 0, py / r, 0], [-py / r**2, 0, px / r**2, 0]])
 
 
-def _quadrant(x):
-    return f"px {'<' if x[0] < 0 else '>'} 0, py {'<' if x[2] < 0 else '>'} 0"
-
-
 def radar_cases():
     cases = []
     visible = [(np.array([-3.0, 1.0, 4.0, 2.0]), "the visible tests' target up and to the left"),
@@ -58,11 +55,7 @@ def radar_cases():
         cases.append(Case((x,), f"radar_jacobian at {label}",
                           {"H": _radar_jac_true(x), "rtol": 1e-7, "atol": 0.0 if k == 0 else 1e-12,
                            "Hn": None}, function="radar_jacobian"))
-    rng = np.random.default_rng(7101)
-    for k in range(40):
-        scale = 10.0 ** rng.uniform(-1, 3)
-        x = rng.normal(scale=scale, size=4)
-        label = f"random point {k + 1} ({_quadrant(x)}, |x| near {scale:.0e})"
+    for label, (x,), scale in ps07_radar():                 # the hidden tests'
         cases.append(Case((x,), f"radar_h at the {label}", {"h": _radar_true(x), "rtol": 1e-9, "atol": 1e-12},
                           function="radar_h"))
         Hn = kflib.nonlinear.numerical_jacobian(_radar_true, x)
@@ -70,14 +63,6 @@ def radar_cases():
                           {"H": _radar_jac_true(x), "rtol": 1e-7, "atol": 1e-12 / scale,
                            "Hn": Hn, "atol_n": 1e-6 / scale}, function="radar_jacobian"))
     return cases
-
-
-def radar_h_to_plain(out):
-    return {"h": np.asarray(out, dtype=float)}
-
-
-def radar_jacobian_to_plain(out):
-    return {"H": np.asarray(out, dtype=float)}
 
 
 def radar_check(case, got):
@@ -188,33 +173,12 @@ def ekf_cases():
     visible_tols = {"x_pred": (1e-7, 0.0), "P_pred": (1e-9, 0.0), "x_filt": (1e-7, 1e-10),
                     "P_filt": (1e-7, 1e-10)}
     cases = [_ekf_case(pendulum, "the visible tests' pendulum (n=2, m=2)", visible_tols)]
-    rng = np.random.default_rng(7102)
-    for n, m in [(1, 1), (2, 1), (3, 2), (4, 3), (4, 1), (2, 3), (3, 3)]:
-        A = rng.normal(size=(n, n)) / np.sqrt(n)
-        a = rng.normal(size=n)
-        C = rng.normal(size=(m, n))
-        c = rng.normal(size=m)
-        B = rng.normal(size=(n, n))
-        P = B @ B.T + 0.1 * np.eye(n)
-        G = rng.normal(size=(n, n))
-        Q = G @ G.T / n + 0.05 * np.eye(n)
-        E = rng.normal(size=(m, m))
-        R = E @ E.T / m + 0.1 * np.eye(m)
-        x = rng.normal(size=n)
-        y = rng.normal(scale=2.0, size=m)
-        case = _ekf_case((1, A, a, C, c, x, P, y, Q, R), f"random nonlinear model with n={n}, m={m}", None)
+    for label, params in ps07_ekf():                        # the hidden tests'
+        case = _ekf_case((1, *params), label, None)
         case.expect["tols"] = {name: (1e-7, 1e-9 * (1 + np.max(np.abs(ref))))
                                for name, ref in case.expect["refs"].items()}
         cases.append(case)
     return cases
-
-
-def ekf_to_plain(out):
-    names = ("x_pred", "P_pred", "x_filt", "P_filt")
-    if not isinstance(out, tuple) or len(out) != 4:
-        raise TypeError(f"it must return the tuple ({', '.join(names)}); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip(names, out)}
 
 
 def _ekf_variants(args):
@@ -311,35 +275,10 @@ def unscented_cases():
              _sigma_case(x, P, {"alpha": 0.5, "beta": 2.0}, "the visible tests' n=2, alpha=0.5", sig_tols),
              _ut_case(0, *none2, z, Pz, {}, "the visible tests' polar-to-Cartesian map", ut_tols),
              _ut_case(1, *none2, z, Pz, {}, "the visible tests' map to three outputs", None)]
-    rng = np.random.default_rng(7103)
-    for n, k in [(1, 1), (2, 3), (3, 2), (4, 4), (4, 1), (3, 3)]:
-        B = rng.normal(size=(n, n))
-        P = B @ B.T + 0.2 * np.eye(n)
-        x = rng.normal(size=n)
-        A = rng.normal(size=(k, n))
-        c = rng.normal(size=k)
-        for alpha, beta, kappa in [(1.0, 2.0, 0.0), (0.5, 2.0, 3.0 - n + 1.0), (1.2, 0.0, 1.0),
-                                   (0.8, 3.0, 2.0)]:
-            params = dict(alpha=alpha, beta=beta, kappa=kappa)
-            label = f"n={n}, alpha={alpha:g}, beta={beta:g}, kappa={kappa:g}"
-            cases.append(_sigma_case(x, P, params, label, sig_tols))
-            cases.append(_ut_case(2, A, c, x, P, params, f"random map to k={k} outputs, {label}", None))
+    for label, (x, P), (A, c), params in ps07_unscented():     # the hidden tests'
+        cases.append(_sigma_case(x, P, params, label, sig_tols))
+        cases.append(_ut_case(2, A, c, x, P, params, f"random map, {label}", None))
     return cases
-
-
-def sigma_points_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError(f"sigma_points must return the tuple (X, Wm, Wc); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip(("X", "Wm", "Wc"), out)}
-
-
-def unscented_transform_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError("unscented_transform must return the tuple (mean, cov, cross); "
-                        f"it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip(("mean", "cov", "cross"), out)}
 
 
 def _sigma_hints(case, got):
@@ -396,12 +335,12 @@ def unscented_check(case, got):
 
 PARTS = [
     Part("radar", "radar_h", "radar_h(x) and radar_jacobian(x)", radar_cases,
-         {"radar_h": radar_h_to_plain, "radar_jacobian": radar_jacobian_to_plain}, radar_check, arg_names=("x",)),
-    Part("ekf", "ekf_step", "ekf_step(x, P, y, f, F_jac, h, H_jac, Q, R)", ekf_cases, ekf_to_plain,
-         ekf_check, arg_names=("x", "P", "y", "f", "F_jac", "h", "H_jac", "Q", "R"),
-         from_plain=ekf_args),
+         check=radar_check, returns={"radar_h": "h", "radar_jacobian": "H"}, arg_names=("x",)),
+    Part("ekf", "ekf_step", "ekf_step(x, P, y, f, F_jac, h, H_jac, Q, R)", ekf_cases,
+         check=ekf_check, returns=EKF_NAMES,
+         arg_names=("x", "P", "y", "f", "F_jac", "h", "H_jac", "Q", "R"), from_plain=ekf_args),
     Part("unscented", "sigma_points", "sigma_points(x, P, ...) and unscented_transform(fun, x, P, ...)",
-         unscented_cases,
-         {"sigma_points": sigma_points_to_plain, "unscented_transform": unscented_transform_to_plain},
-         unscented_check, arg_names=("x", "x or P", "P"), from_plain=ut_args),
+         unscented_cases, check=unscented_check,
+         returns={"sigma_points": ("X", "Wm", "Wc"), "unscented_transform": ("mean", "cov", "cross")},
+         arg_names=("x", "x or P", "P"), from_plain=ut_args),
 ]
