@@ -1,37 +1,52 @@
-"""Benchmark of the trusted grading: N synthetic submissions per assignment.
+"""Benchmark of `make grade`: a synthetic class per assignment, graded three ways.
 
-    python -m grader.bench                   # N=20 for every assignment with a trusted check
-    python -m grader.bench --n 50 ps01-state-space
-    python -m grader.bench --trusted-only    # the trusted check alone, without nbgrader
+    python -m grader.bench                       # ps02 and ps04, N=30 each
+    python -m grader.bench --n 10 ps01-state-space
+    python -m grader.bench --modes jobs1,jobs2   # without the Dask cluster
 
-Each assignment is graded in a scratch copy of the course (the repository's
-grading/ is not touched) with N notebooks made from the release: the
-instructor's answers, every third submission with one part left undone. It
-prints the seconds per notebook -- the median of the trusted check, and the
-whole `make grade` pipeline divided by N -- and appends the figures to
-_build/bench.json as {"case", "library", "metric", "value", "unit"} records.
+For each assignment, N notebooks are made from the release (the instructor's
+answers; every third submission with one part left undone) and graded end to
+end -- intake, nbgrader autograde, the trusted check, gradebook, feedback,
+grades.csv -- in scratch copies of the course (the repository's grading/ is
+never touched):
+
+* ``jobs1``: ``--jobs 1`` on this machine;
+* ``jobs2``: ``--jobs 2`` on this machine;
+* ``dask2``: a real Dask scheduler and 2 workers on loopback (``--scheduler``);
+
+then the ``jobs2`` course is graded again with nothing changed (the
+incremental re-run) and once more after one new submission arrived.
+
+It prints, per run, the wall time, the wall time per notebook (the run's
+total divided by N: what a class costs per student) and the median of one
+submission's own task time, and appends the figures to _build/bench.json as
+{"case", "library", "metric", "value", "unit"} records.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
+import platform
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
 
-from . import spec
 from .course import is_answer, load_assignment, nbgrader_meta
 from .pipeline import Options, Out, run
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+MODES = ("jobs1", "jobs2", "dask2")
+DEFAULT = ["ps02-kalman-filter", "ps04-smoothing"]
 
 
 def synthetic(assignment, n: int) -> list[nbformat.NotebookNode]:
@@ -51,39 +66,75 @@ def synthetic(assignment, n: int) -> list[nbformat.NotebookNode]:
     return notebooks
 
 
-def bench(name: str, n: int, jobs: int, trusted_only: bool, timeout: int) -> list[dict]:
+def make_course(root: Path, name: str, notebooks) -> None:
     a = load_assignment(ROOT, name)
-    with tempfile.TemporaryDirectory(prefix="kfgrade-bench-") as tmp:
-        root = Path(tmp)
-        shutil.copy2(ROOT / "nbgrader_config.py", root)
-        for folder in ("solutions", "exercises"):
-            shutil.copytree(ROOT / folder / name, root / folder / name)
-        for i, nb in enumerate(synthetic(a, n)):
-            d = root / "grading" / "submitted" / f"student{i:04d}" / name
-            d.mkdir(parents=True)
-            nbformat.write(nb, d / f"{a.notebook}.ipynb")
-        log = io.StringIO()
-        summary = run(Options(root=root, assignments=[name], jobs=jobs, timeout=timeout,
-                              skip_nbgrader=trusted_only), out=Out(log))
-    print(f"  {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary.timings.items())
-          + f"; {summary.seconds:.0f} s in all")
-    per_nb = [r.seconds for r in summary.rows if r.seconds]
+    shutil.copy2(ROOT / "nbgrader_config.py", root)
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder / name, root / folder / name)
+    for i, nb in enumerate(notebooks):
+        add(root, name, a.notebook, f"student{i:04d}", nb)
+
+
+def add(root: Path, name: str, notebook: str, student: str, nb) -> None:
+    d = root / "grading" / "submitted" / student / name
+    d.mkdir(parents=True)
+    nbformat.write(nb, d / f"{notebook}.ipynb")
+
+
+def timed(root: Path, name: str, **opts) -> tuple[float, list[float]]:
+    log = io.StringIO()
+    t0 = time.monotonic()
+    summary = run(Options(root=root, assignments=[name], **opts), out=Out(log))
+    wall = time.monotonic() - t0
+    if summary.failures:
+        raise RuntimeError(f"the benchmark class did not grade cleanly:\n{log.getvalue()[-3000:]}")
+    return wall, [r.seconds for r in summary.rows if r.seconds]
+
+
+def bench(name: str, n: int, modes: list[str], timeout: int) -> list[dict]:
+    a = load_assignment(ROOT, name)
+    notebooks = synthetic(a, n)
     case = f"grade {name} N={n}"
+    records = []
+
+    def record(library, metric, value, unit="s"):
+        records.append({"case": case, "library": library, "metric": metric,
+                        "value": round(value, 3), "unit": unit})
+
+    with tempfile.TemporaryDirectory(prefix="kfgrade-bench-") as tmp:
+        courses = {}
+        for mode in modes:
+            root = Path(tmp) / mode
+            make_course(root, name, notebooks)
+            courses[mode] = root
+            with contextlib.ExitStack() as stack:
+                if mode == "dask2":
+                    from .cluster import LocalDaskCluster
+                    cluster = stack.enter_context(LocalDaskCluster(2))
+                    opts = {"scheduler": cluster.address, "jobs": 2}
+                else:
+                    opts = {"jobs": 1 if mode == "jobs1" else 2}
+                wall, tasks = timed(root, name, timeout=timeout, **opts)
+            label = {"jobs1": "make grade --jobs 1", "jobs2": "make grade --jobs 2",
+                     "dask2": "make grade, Dask 2 workers"}[mode]
+            record(label, "total_wall", wall)
+            record(label, "wall_per_notebook", wall / n)
+            record(label, "median_task_per_notebook", statistics.median(tasks) if tasks else 0.0)
+            print(f"  {name} {label}: {wall:.0f} s, {wall / n:.2f} s per notebook", flush=True)
+        if "jobs2" in courses:
+            root = courses["jobs2"]
+            first = next(r["value"] for r in records
+                         if r["library"] == "make grade --jobs 2" and r["metric"] == "total_wall")
+            wall, _ = timed(root, name, jobs=2, timeout=timeout)
+            record("re-run, nothing changed", "total_wall", wall)
+            record("re-run, nothing changed", "share_of_first_run", wall / first, "ratio")
+            add(root, name, a.notebook, "latecomer", notebooks[0])
+            wall1, _ = timed(root, name, jobs=2, timeout=timeout)
+            record("re-run, one new submission", "total_wall", wall1)
+            print(f"  {name} re-run: {wall:.1f} s with nothing changed ({100 * wall / first:.0f} % of the "
+                  f"first run), {wall1:.1f} s after one new submission", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    records = [
-        {"case": case, "library": "grader trusted check", "metric": "median_wall_per_notebook",
-         "value": round(statistics.median(per_nb), 3), "unit": "s"},
-        {"case": case, "library": "make grade pipeline" + (" (no nbgrader)" if trusted_only else ""),
-         "metric": "wall_per_notebook", "value": round(summary.seconds / n, 3), "unit": "s"},
-        {"case": case, "library": "make grade pipeline" + (" (no nbgrader)" if trusted_only else ""),
-         "metric": "total_wall", "value": round(summary.seconds, 2), "unit": "s"},
-        {"case": case, "library": "machine", "metric": "loadavg_1min_at_end", "value": round(load, 2),
-         "unit": "processes"},
-    ]
-    if not trusted_only:
-        records.insert(1, {"case": case, "library": "nbgrader autograde (sandboxed)",
-                           "metric": "wall_per_notebook",
-                           "value": round(summary.timings.get("autograde", 0.0) / n, 3), "unit": "s"})
+    record("machine", "loadavg_1min_at_end", load, "processes")
     return records
 
 
@@ -102,22 +153,34 @@ def append_records(records: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__.splitlines()[0])
-    p.add_argument("assignment", nargs="*", help="default: every assignment with a trusted check")
-    p.add_argument("--n", type=int, default=20, help="synthetic submissions per assignment (default 20)")
-    p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 2))
+    p.add_argument("assignment", nargs="*", help=f"default: {' '.join(DEFAULT)}")
+    p.add_argument("--n", type=int, default=30, help="synthetic submissions per assignment (default 30)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--timeout", type=int, default=30)
-    p.add_argument("--trusted-only", action="store_true", help="skip nbgrader (the trusted check alone)")
     p.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
     args = p.parse_args(argv)
-    names = args.assignment or [d.name for d in sorted((ROOT / "solutions").iterdir())
-                                if d.is_dir() and spec.load(d.name) is not None]
+    modes = [m for m in args.modes.split(",") if m]
+    bad = set(modes) - set(MODES)
+    if bad:
+        p.error(f"unknown modes {sorted(bad)}; choose from {MODES}")
+    names = args.assignment or DEFAULT
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}")
     all_records = []
-    print(f"{'case':<34} {'library':<34} {'metric':<26} {'value':>9}")
     for name in names:
-        records = bench(name, args.n, args.jobs, args.trusted_only, args.timeout)
-        for r in records:
-            print(f"{r['case']:<34} {r['library']:<34} {r['metric']:<26} {r['value']:>9g} {r['unit']}")
-        all_records += records
+        all_records += bench(name, args.n, modes, args.timeout)
+    print()
+    print(f"{'case':<30} {'run':<30} {'metric':<26} {'value':>9}")
+    for r in all_records:
+        print(f"{r['case']:<30} {r['library']:<30} {r['metric']:<26} {r['value']:>9g} {r['unit']}")
+    per_nb = [r["value"] for r in all_records
+              if r["library"] == "make grade --jobs 2" and r["metric"] == "wall_per_notebook"]
+    if per_nb:
+        mean = statistics.mean(per_nb)
+        total = 300 * 9 * mean
+        print(f"\n300 students x 9 assignments at {mean:.2f} s per notebook (--jobs 2, mean of the "
+              f"assignments above): {total / 3600:.1f} h on this machine, {total / 36000:.1f} h on 10 "
+              "such machines (Dask), first run; a re-run grades only what changed.")
     append_records(all_records, args.out)
     print(f"appended {len(all_records)} records to {args.out}")
     return 0
