@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from ._checks import check_positive_int, check_real, freeze_arrays
 from ._inputs import as_controls, at, check_model
@@ -73,6 +72,8 @@ class ForecastResult:
         if of not in ("y", "x"):
             raise ValueError(f'of must be "y" or "x"; got {of!r}')
         mean, cov = (self.y_mean, self.y_cov) if of == "y" else (self.x_mean, self.P)
+        from scipy.stats import norm    # here, not at import: scipy.stats takes ~0.8 s to load
+
         half = norm.ppf(0.5 + level / 2) * np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
         return mean - half, mean + half
 
