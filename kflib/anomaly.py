@@ -22,6 +22,9 @@ windowed_nis    NIS summed over a sliding window, for slow drifts
 nees            normalised estimation error squared, when the truth is known
 robust_filter   a Kalman filter that skips (or down-weights) flagged updates
 precision_recall  how well flags match known anomalies
+
+Course: chapter 9 (book/09-anomaly.md); the consistency tests of chapter 5;
+exercise ps09-anomaly; tests: test_anomaly.py.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ through the diffuse steps and gives
           - P_\infty N^{(2)} P_\infty;
 
 after the diffuse steps it is the RTS smoother.
+
+Course: chapters 5 and 8 (the Nile and the structural models' diffuse start);
+tests: test_diffuse.py, test_external_references.py.
 """
 
 from __future__ import annotations

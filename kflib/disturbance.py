@@ -30,6 +30,9 @@ The auxiliary residuals (standardised smoothed disturbances, D&K sec. 2.12
 and 7.5, used to spot outliers and level breaks) are ``eps_std`` and
 ``eta_std``: each smoothed disturbance over the standard deviation of its
 estimator, :math:`\operatorname{Var}(\hat v_t) = R_t - \operatorname{Var}(v_t \mid y)`.
+
+Course: chapter 4's smoother, for the noise terms (book/04-smoothing.md);
+tests: test_disturbance.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Maximum-likelihood parameters by expectation-maximisation (Shumway & Stoffer, 1982)."""
+"""Maximum-likelihood parameters by expectation-maximisation (Shumway & Stoffer, 1982).
+
+Course: chapter 5 (book/05-em.md); exercise ps05-em; tests: test_em.py,
+test_em_m_step.py.
+"""
 
 from __future__ import annotations
 

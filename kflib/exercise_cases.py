@@ -14,6 +14,9 @@ seeds of its own, so that an answer that recognises these inputs gains nothing.
 
     >>> [label for label, _ in ps02_predict()]
     ['n=1', 'n=2', 'n=3', 'n=4', 'n=4', 'n=3']
+
+Course: the exercises; exercise all of them (and grader/checks/); tests:
+test_exercises.py, test_specs.py.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ From the last filtered moments :math:`x_{T|T}, P_{T|T}`, for h = 1..steps,
 and a prediction interval at level :math:`1 - \alpha` for component i is
 :math:`\hat y_i \pm z_{1 - \alpha/2} \sqrt{\operatorname{Var}_{ii}}`
 (statsmodels' ``get_forecast(...).conf_int(alpha)``).
+
+Course: chapter 8, section sec-structural-forecast (book/08-structural.md);
+exercise ps08-structural part (e); tests: test_forecast.py.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ chosen by :func:`default_device`.
     >>> xv, yv = simulate_batch(model, 64, 50, seed=1)
     >>> net = LSTMFilter(m=1, n=1, hidden_size=16, seed=0)
     >>> result = fit(net, y, x, yv, xv, epochs=2, progress=False)
+
+Course: chapter 6 (book/06-lstm.md); exercise ps06-lstm; tests:
+test_learned.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The linear-Gaussian state-space model: a frozen, validated bundle of arrays."""
+"""The linear-Gaussian state-space model: a frozen, validated bundle of arrays.
+
+Course: chapter 1 (book/01-state-space.md); exercise ps01-state-space; tests:
+test_simulate_and_models.py, test_model_intercepts.py, test_errors.py.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 Each returns a :class:`~kflib.LinearGaussianSSM`; the matrices are written
 out so that the code reads like the equations in the book.
+
+Course: chapter 1 (book/01-state-space.md); exercise ps01-state-space; tests:
+test_simulate_and_models.py.
 """
 
 from __future__ import annotations

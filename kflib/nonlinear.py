@@ -10,6 +10,10 @@ The model is
 with ``x0, P0`` the state at time 0 (the first step predicts, as in the
 linear filter). Both filters return :class:`~kflib.FilterResult`, so the
 code that reads a linear filter's output (NIS, plots) works unchanged.
+
+Course: chapter 7 (book/07-nonlinear.md); the particle filter also in chapter
+6; exercise ps07-nonlinear; tests: test_nonlinear.py,
+test_nonlinear_particle.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Drawing state and observation paths from a linear-Gaussian model."""
+"""Drawing state and observation paths from a linear-Gaussian model.
+
+Course: chapter 1 (book/01-state-space.md); exercise ps01-state-space; tests:
+test_simulate_and_models.py.
+"""
 
 from __future__ import annotations
 

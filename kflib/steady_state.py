@@ -1,4 +1,8 @@
-"""The steady-state (time-invariant) Kalman filter from the Riccati equation."""
+"""The steady-state (time-invariant) Kalman filter from the Riccati equation.
+
+Course: chapter 3, the gain (book/03-gain.md); exercise ps03-gain; tests:
+test_steady_state.py.
+"""
 
 from __future__ import annotations
 

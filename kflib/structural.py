@@ -28,6 +28,9 @@ the same state vector, with one exception: for an even period and all
 ``s/2`` harmonics, :func:`seasonal_trig` gives the last harmonic (frequency
 :math:`\pi`) one state, statsmodels gives it two (the second never reaches the
 observation).
+
+Course: chapter 8 (book/08-structural.md); exercise ps08-structural; tests:
+test_structural.py.
 """
 
 from __future__ import annotations

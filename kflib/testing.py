@@ -37,6 +37,9 @@ its copy of kflib does not contain the code of a switched-off unit at all.
     your answer called kflib.filter.kalman_filter, which is switched off here
     >>> call_allowing(("kflib.LinearGaussianSSM", "kflib.kalman_filter"), cheat, np.zeros((3, 1))).shape
     (3, 1)
+
+Course: the exercises (every notebook's hidden tests); exercise all of them;
+tests: test_allowlist.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Building the book once per test session, for test_book.py and test_browser.py.
+"""Building the book once per test session, for test_book.py and test_book_browser.py.
 
 The build runs the exact command of `make book`:
 

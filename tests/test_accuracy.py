@@ -506,7 +506,7 @@ def test_lag_one_covariance_of_the_r_N_form_is_dense_conditioning():
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_dense_conditioning import condition, joint_gaussian
+    from test_filter_smoother_vs_dense import condition, joint_gaussian
     model, y = _sarimax_111()
     T = 14
     y = y[:T]
@@ -552,7 +552,7 @@ def test_lag_one_covariance_of_the_information_form_is_dense_conditioning():
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_dense_conditioning import condition, joint_gaussian
+    from test_filter_smoother_vs_dense import condition, joint_gaussian
     rng = np.random.default_rng(0)
     T = 12
     y = rng.standard_normal(T)

@@ -111,7 +111,7 @@ def test_missing_data_M_step_matches_dense_expectation():
     filt = kalman_filter(model, y3)
     R_new = _m_step(model, y3, None, filt, ("R",)).R
     # reference: condition the joint Gaussian of all x_t and all y_t (incl. missing)
-    from test_dense_conditioning import condition, joint_gaussian
+    from test_filter_smoother_vs_dense import condition, joint_gaussian
     mean, cov = joint_gaussian(model, T)
     nx = (T + 1) * n
     obs = ~np.isnan(y.ravel())

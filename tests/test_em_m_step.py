@@ -3,7 +3,7 @@ book and ps05 rely on: the sum over all T transitions (x_0 -> x_1 included)
 divided by T, controls, batches, and the options that must not change results.
 
 The reference conditions the joint Gaussian of (x_0, ..., x_T, y_1, ..., y_T)
-on the observations with one dense solve (tests/test_dense_conditioning.py),
+on the observations with one dense solve (tests/test_filter_smoother_vs_dense.py),
 so it shares no code with the filter, the smoother or the M-step.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from kflib import ConvergenceWarning, em, simulate
 from conftest import random_cov, random_model
-from test_dense_conditioning import condition, joint_gaussian
+from test_filter_smoother_vs_dense import condition, joint_gaussian
 
 
 def one_m_step(y, model, learn, u=None):
