@@ -42,8 +42,11 @@ check: $(STAMP)
 	$(BIN)/python -m pytest --doctest-modules kflib -q -p no:cacheprovider
 	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
 
+# Two pytest workers (pytest-xdist); tests that share a session fixture or that grade
+# a class run in one group each (the book build; nbgrader; the grading runs), so the
+# book is built once and no two grading runs compete for the same worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=exercises

@@ -15,7 +15,7 @@ import pytest
 from conftest_book import (REPO, built_book, page_assets, page_path,  # noqa: F401
                            page_text, toc_docnames)
 
-pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]   # needs the built book
 
 DOCNAMES = toc_docnames()
 CHAPTER1 = "book/01-state-space"

@@ -18,11 +18,15 @@ import pytest
 from conftest_book import (browser, built_book, page_assets, page_path,  # noqa: F401
                            server, toc_docnames)
 
-pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]   # needs the built book
 
 KNOWN_THEME_ERROR = "Got invalid theme mode"
 DOCNAMES = toc_docnames()
 CHAPTER1 = "book/01-state-space"
+# Every wait below is for a condition (the page loaded, MathJax typeset, an element
+# open); the limit only stops a wait that would never end, so it is generous: a
+# busy machine must not fail these tests.
+LIMIT_MS = 300_000
 
 
 class PageVisit:
@@ -32,6 +36,8 @@ class PageVisit:
         self.origin = origin
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page = self.context.new_page()
+        self.page.set_default_timeout(LIMIT_MS)
+        self.page.set_default_navigation_timeout(LIMIT_MS)
         self.requests: list[str] = []
         self.failed: list[str] = []
         self.console_errors: list[str] = []
@@ -42,7 +48,7 @@ class PageVisit:
         pg.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} (HTTP {r.status})"))
         pg.on("console", self._console)
         pg.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        pg.goto(f"{origin}/{docname}.html", wait_until="load", timeout=60_000)
+        pg.goto(f"{origin}/{docname}.html", wait_until="load", timeout=LIMIT_MS)
         # Load every image now, including any the page marks as lazy.
         pg.evaluate("""async () => {
             const imgs = [...document.images];
@@ -60,7 +66,7 @@ class PageVisit:
         """Waits until MathJax has typeset the page; returns the mjx-container count."""
         self.page.wait_for_function(
             "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
-            timeout=60_000)
+            timeout=LIMIT_MS)
         return self.page.evaluate(
             "() => MathJax.startup.promise.then(() => document.querySelectorAll('mjx-container').length)")
 

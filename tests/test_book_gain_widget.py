@@ -33,7 +33,7 @@ import pytest
 from conftest_book import (REPO, browser, built_book, page_path,  # noqa: F401
                            server, toc_docnames)
 
-pytestmark = pytest.mark.slow   # needs the built book: skipped by `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]   # needs the built book
 
 DOCNAME = "book/03-gain"
 SOURCE = REPO / f"{DOCNAME}.md"
@@ -135,7 +135,7 @@ def _wait_for_image(page):
     page.wait_for_function("""() => {
         const img = document.getElementById('gain-frame');
         return img.complete && img.naturalWidth > 0;
-    }""", timeout=10_000)
+    }""", timeout=300_000)
 
 
 def _check_against_closed_form(state: dict):
@@ -165,12 +165,12 @@ def test_sliders_swap_the_frame_and_the_printed_gain(browser, origin, explorer_d
     page.on("requestfailed", lambda req: failed.append(f"{req.url} ({req.failure})"))
     page.on("pageerror", lambda err: page_errors.append(str(err)))
     try:
-        page.goto(f"{origin}/{DOCNAME}.html", wait_until="load", timeout=60_000)
+        page.goto(f"{origin}/{DOCNAME}.html", wait_until="load", timeout=300_000)
         explorer = page.locator("#gain-explorer")
         explorer.scroll_into_view_if_needed()
         page.wait_for_function(
             "() => document.getElementById('gain-explorer').dataset.ready === 'true'"
-            " || document.getElementById('gain-explorer').dataset.error", timeout=10_000)
+            " || document.getElementById('gain-explorer').dataset.error", timeout=300_000)
         assert explorer.get_attribute("data-error") is None, explorer.get_attribute("data-error")
         _wait_for_image(page)
 

@@ -36,7 +36,7 @@ from grader import course, pipeline, sandbox    # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 A = gc.ASSIGNMENT
-pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("grading-scale"), pytest.mark.slow]
 
 SPINNER = '''
 import os, time

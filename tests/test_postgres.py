@@ -31,7 +31,7 @@ from grader import nbg, pipeline                # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 A, NB = gc.ASSIGNMENT, gc.NOTEBOOK
-pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("grading-scale"), pytest.mark.slow]
 TIME_COLUMNS = {"grades.csv": {"timestamp"}, "report.csv": {"seconds"}}
 
 
