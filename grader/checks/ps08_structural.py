@@ -66,13 +66,6 @@ def _responses(F, H, N):
     return np.array(rows)
 
 
-def _block_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 3:
-        raise TypeError(f"it must return the tuple (F, H, Q); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip("FHQ", out)}
-
-
 def _block_shapes(got, allowed, what):
     """Problems with the shapes of (F, H, Q) for a block with k in `allowed` states."""
     F, H, Q = (got.get(name) for name in "FHQ")
@@ -355,13 +348,6 @@ def combine_args(blocks, irregular_var):
     return [tuple(block) for block in blocks], irregular_var
 
 
-def combine_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 4:
-        raise TypeError(f"it must return the tuple (F, H, Q, R); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip("FHQR", out)}
-
-
 def combine_check(case, got):
     e = case.expect
     n = e["n"]
@@ -434,14 +420,6 @@ def forecast_cases():
     return cases
 
 
-def forecast_to_plain(out):
-    names = ("x_mean", "P_fc", "y_mean", "y_cov")
-    if not isinstance(out, tuple) or len(out) != 4:
-        raise TypeError(f"it must return the tuple ({', '.join(names)}); it returned {type(out).__name__}"
-                        + (f" of length {len(out)}" if hasattr(out, "__len__") else ""))
-    return {name: np.asarray(a, dtype=float) for name, a in zip(names, out)}
-
-
 def _forecast_hints(case, got):
     """What a wrong P_fc or y_cov is, when it is one of the usual mistakes."""
     F, H, Q, R, x, P, steps = case.args
@@ -503,14 +481,15 @@ def forecast_check(case, got):
 
 PARTS = [
     Part("seasonal_dummy", "seasonal_dummy_block", "seasonal_dummy_block(s, var)",
-         dummy_cases, _block_to_plain, dummy_check),
+         dummy_cases, check=dummy_check, returns=("F", "H", "Q")),
     Part("local_linear_trend", "local_linear_trend_block", "local_linear_trend_block(level_var, slope_var)",
-         trend_cases, _block_to_plain, trend_check),
+         trend_cases, check=trend_check, returns=("F", "H", "Q")),
     Part("trig_seasonal", "trig_seasonal_block", "trig_seasonal_block(s, h, var)",
-         trig_cases, _block_to_plain, trig_check),
+         trig_cases, check=trig_check, returns=("F", "H", "Q")),
     Part("combine", "combine_blocks", "combine_blocks(blocks, irregular_var)",
-         combine_cases, combine_to_plain, combine_check,
+         combine_cases, check=combine_check, returns=("F", "H", "Q", "R"),
          arg_names=("blocks", "irregular_var"), from_plain=combine_args),
     Part("forecast", "forecast_moments", "forecast_moments(F, H, Q, R, x, P, steps)",
-         forecast_cases, forecast_to_plain, forecast_check, arg_names=("F", "H", "Q", "R", "x", "P", "steps")),
+         forecast_cases, check=forecast_check, returns=FORECAST_NAMES,
+         arg_names=("F", "H", "Q", "R", "x", "P", "steps")),
 ]

@@ -98,12 +98,6 @@ def nis_cases():
     return cases
 
 
-def nis_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (nis, dof); it returned {type(out).__name__}")
-    return {"nis": np.asarray(out[0], dtype=float), "dof": np.asarray(out[1], dtype=float)}
-
-
 def nis_check(case, got):
     nu, S = case.args
     e = case.expect
@@ -339,12 +333,6 @@ def scores_args(flags, labels):
     return np.asarray(flags) != 0, np.asarray(labels) != 0
 
 
-def scores_to_plain(out):
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"it must return the tuple (precision, recall); it returned {type(out).__name__}")
-    return {"precision": np.asarray(out[0], dtype=float), "recall": np.asarray(out[1], dtype=float)}
-
-
 def scores_check(case, got):
     flags, labels = case.args
     e = case.expect
@@ -479,15 +467,18 @@ def consistency_check(case, got):
     return problems
 
 
+# (b), (c) and (e) keep a converter of their own: besides the values, it sends whether the
+# flags (or inside) are booleans, which no returns= declaration says.
 PARTS = [
-    Part("nis", "nis_observed", "nis_observed(nu, S)", nis_cases, nis_to_plain, nis_check, arg_names=("nu", "S")),
+    Part("nis", "nis_observed", "nis_observed(nu, S)", nis_cases, check=nis_check, returns=("nis", "dof"),
+         arg_names=("nu", "S")),
     Part("gate", "chi2_flags", "chi2_flags(nis, dof, alpha)", gate_cases, gate_to_plain, gate_check,
          arg_names=("nis", "dof", "alpha"), from_plain=gate_args),
     Part("robust", "robust_filter_skip", "robust_filter_skip(F, H, Q, R, x0, P0, y, alpha)",
          robust_cases, robust_to_plain, robust_check,
          arg_names=("F", "H", "Q", "R", "x0", "P0", "y", "alpha")),
     Part("scores", "precision_recall_scores", "precision_recall_scores(flags, labels)",
-         scores_cases, scores_to_plain, scores_check, arg_names=("flags", "labels"),
+         scores_cases, check=scores_check, returns=("precision", "recall"), arg_names=("flags", "labels"),
          from_plain=scores_args),
     Part("consistency", "nis_consistency", "nis_consistency(nis, dof, alpha)", consistency_cases,
          consistency_to_plain, consistency_check, arg_names=("nis", "dof", "alpha"), from_plain=consistency_args),
