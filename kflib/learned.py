@@ -97,6 +97,25 @@ def as_sequences(y, m: int | None = None, name: str = "y",
     return t
 
 
+def _plain_model(model, who: str):
+    """The checked model, if it is one the torch code below handles: time-invariant, no
+    controls, no intercepts, a start at time 0 (x0, P0). Anything else would be run
+    silently wrong, so it is refused by name."""
+    model = check_model(model)
+    if model.time_varying or model.B is not None:
+        raise ValueError(f"{who} needs a time-invariant model without controls")
+    unsupported = [name for name in ("c", "d") if getattr(model, name) is not None]
+    if unsupported:
+        raise ValueError(f"{who} does not support the intercept{'s' if len(unsupported) > 1 else ''} "
+                         f"{' and '.join(unsupported)} of this model (it runs x_t = F x_{{t-1}} + w_t, "
+                         "y_t = H x_t + v_t); subtract a known d from y first")
+    if model.x0 is None:
+        start = "an exact diffuse start" if model.diffuse is not None else "a1, P1"
+        raise ValueError(f"{who} needs a model started at time 0 (x0, P0); this one has {start}")
+    return model
+
+
+
 def simulate_batch(model, n_seq: int, T: int, seed: int = 0,
                    dtype: torch.dtype = torch.float32):
     r"""Draw ``n_seq`` independent paths of a time-invariant linear-Gaussian model.
@@ -119,11 +138,9 @@ def simulate_batch(model, n_seq: int, T: int, seed: int = 0,
     x : (n_seq, T, n) tensor
     y : (n_seq, T, m) tensor
     """
-    model = check_model(model)
+    model = _plain_model(model, "simulate_batch")
     n_seq = check_positive_int(n_seq, "n_seq")
     T = check_positive_int(T, "T")
-    if model.time_varying or model.B is not None:
-        raise ValueError("simulate_batch needs a time-invariant model without controls")
     rng = np.random.default_rng(seed)
     n, m = model.n, model.m
     z0 = rng.standard_normal((n_seq, n))
@@ -229,9 +246,7 @@ class LearnedGainFilter(nn.Module):
     def __init__(self, model, hidden_size: int = 32, feature_scale: float = 1.0,
                  seed: int | None = 0):
         super().__init__()
-        model = check_model(model)
-        if model.time_varying or model.B is not None:
-            raise ValueError("LearnedGainFilter needs a time-invariant model without controls")
+        model = _plain_model(model, "LearnedGainFilter")
         self.n, self.m = model.n, model.m
         check_positive_int(hidden_size, "hidden_size")
         self.feature_scale = float(feature_scale)
@@ -376,10 +391,7 @@ class DifferentiableKalmanFilter(nn.Module):
 
     def __init__(self, model, learn=("Q", "R"), dtype: torch.dtype = torch.float64):
         super().__init__()
-        model = check_model(model)
-        if model.time_varying or model.B is not None:
-            raise ValueError("DifferentiableKalmanFilter needs a time-invariant model "
-                             "without controls")
+        model = _plain_model(model, "DifferentiableKalmanFilter")
         bad = set(learn) - {"Q", "R"}
         if bad:
             raise ValueError(f"learn may contain 'Q' and 'R' only; got {sorted(bad)}")

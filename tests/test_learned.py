@@ -204,3 +204,17 @@ def test_differentiable_kf_lands_where_em_lands():
     assert res.train_loss[-1] < res.train_loss[0]
     fitted = dkf.to_model(start)
     assert steady_state(fitted)[1][0, 0] > 0
+
+
+@pytest.mark.parametrize("change,what", [(dict(c=[0.5]), "intercept c"), (dict(d=[1.0]), "intercept d"),
+                                         (dict(diffuse=True), "diffuse"), (dict(a1=[0.0], P1=[[1.0]]), "a1, P1")])
+def test_learned_refuses_models_it_would_run_wrong(change, what):
+    from kflib import LinearGaussianSSM
+    from kflib.learned import DifferentiableKalmanFilter, LearnedGainFilter, simulate_batch
+    base = dict(F=[[0.9]], H=[[1.0]], Q=[[0.1]], R=[[1.0]])
+    start = {} if {"diffuse", "a1"} & set(change) else dict(x0=[0.0], P0=[[1.0]])
+    model = LinearGaussianSSM(**base, **start, **change)
+    for call in (lambda: simulate_batch(model, 2, 5), lambda: LearnedGainFilter(model),
+                 lambda: DifferentiableKalmanFilter(model)):
+        with pytest.raises(ValueError, match=what):
+            call()
