@@ -22,9 +22,20 @@ settled within an eighth of their length (Q = 0: they never do). The
 step-by-step :func:`kflib.filter.reference_filter` stays the readable
 reference; :func:`kflib.kalman_filter` and :func:`kflib.rts_smoother` call
 :func:`fast_filter` and :func:`fast_smoother`.
+
+With numba (the optional extra ``kflib[fast]``) problems of at least
+``COMPILED_ABOVE`` series-steps run compiled loops of the same equations
+(:mod:`kflib._kernels`): the covariance recursion until it settles and one
+pass over the data for every mean, innovation and log-likelihood term
+(complete data); the step-by-step filter itself (missing values,
+time-varying matrices); the step-by-step RTS pass (two states, wherever
+every P(t+1|t) is well inside float64). The outputs are allocated as one
+block of memory.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.linalg
@@ -48,15 +59,18 @@ BLOCK = 64
 RTOL_MAX = 1e-6
 # Series longer than this whose covariances do not settle go to the scan.
 SCAN_ABOVE = 1024
-# The means by compiled sequential loops (numba, the optional extra
-# kflib[fast]) when it is installed; by blocked numpy products otherwise.
-# Only problems of at least COMPILED_ABOVE series-steps use them: importing
-# numba and loading the kernels costs about a second once per process, more
-# than the numpy path takes on a series of a few thousand steps.
+# The compiled loops (numba, the optional extra kflib[fast]) when it is
+# installed; blocked numpy products and the scan otherwise, with the same
+# numbers to round-off. Only problems of at least COMPILED_ABOVE series-steps
+# use them: importing numba and loading the kernels from its disk cache costs
+# a few tenths of a second once per process, more than the numpy path takes
+# on a series of a few thousand steps (compiling them the first time on a
+# machine takes a few seconds, once: numba caches them on disk).
 # The step-by-step loop of the general case (missing values, time-varying
-# matrices) takes numba a few seconds to compile the first time on a machine
-# (it is cached on disk after): it serves problems where the scan takes
-# longer than that once or twice.
+# matrices) for sizes other than two states and one observation takes numba
+# longer to compile (over ten seconds on a loaded machine): it serves
+# problems of at least COMPILED_GENERAL_ABOVE series-steps, where the scan
+# takes longer than that once or twice.
 COMPILED = _kernels.AVAILABLE
 COMPILED_ABOVE = 20_000
 COMPILED_GENERAL_ABOVE = 100_000
@@ -128,6 +142,109 @@ def _steady_index(P_pred: np.ndarray, rtol: float) -> int | None:
         return None
     bad = np.flatnonzero(~ok)
     return int(bad[-1] + 2) if bad.size else 1
+
+
+# P_pred counts as settled at step ks when every later P_pred lies within rtol
+# (of its largest entry) of P_pred at ks, over a window of at least
+# CONFIRM + ks // 4 steps and at least 1 / (1 - rho^2) steps (below).
+CONFIRM = 16
+
+
+def _window(ks: int, minwin: int) -> int:
+    return max(CONFIRM + ks // 4, minwin)
+
+
+def _contraction(model, K: np.ndarray) -> float:
+    """1 - rho^2 for the closed loop A = (I - K H) F at the settled gain, rho its
+    spectral radius: near the fixed point a deviation of P_pred shrinks by
+    about rho^2 per step, so a path that stays within rtol of its value at ks
+    for 1 / (1 - rho^2) steps is within about rtol of the limit (a path still
+    creeping towards it would have moved further). 0 when the loop is not
+    stable (the covariances are not at a fixed point)."""
+    A = (np.eye(model.n) - K @ model.H) @ model.F
+    if model.n == 1:
+        rho2 = float(A[0, 0]) ** 2
+    elif model.n == 2:
+        # the roots of z^2 - tr z + det: a complex pair has |z|^2 = det
+        tr, det = float(A[0, 0] + A[1, 1]), float(A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0])
+        disc = 0.25 * tr * tr - det
+        rho2 = det if disc < 0 else (0.5 * abs(tr) + disc ** 0.5) ** 2
+    else:
+        rho2 = float(np.abs(np.linalg.eigvals(A)).max()) ** 2
+    return max(0.0, 1.0 - rho2) if np.isfinite(rho2) else 0.0
+
+
+def _settled_index(P_pred: np.ndarray, rtol: float, minwin: int = 0) -> int | None:
+    """The first step ks whose P_pred every later one is within rtol of (of its
+    largest entry), when the head holds at least ``_window(ks, minwin)`` steps
+    after it; else None."""
+    k = P_pred.shape[0]
+    flat = P_pred.reshape(k, -1)
+    hi = np.maximum.accumulate(flat[::-1], axis=0)[::-1]       # max over t >= c
+    lo = np.minimum.accumulate(flat[::-1], axis=0)[::-1]
+    dev = np.maximum(hi - flat, flat - lo).max(-1)
+    ok = np.flatnonzero(dev <= rtol * np.abs(flat).max(-1))       # NaN: not settled
+    if ok.size and k - 1 - ok[0] >= _window(int(ok[0]), minwin):
+        return int(ok[0])
+    return None
+
+
+def settled_path(model, T: int, rtol: float, compiled: bool = False):
+    """The exact covariance recursion (data-free) up to the step ks where it
+    settles: ``(head, ks)``, head a :class:`_Path` of at least ks + 1 steps.
+    ks = T - 1 when it does not settle within the series (every step's
+    covariances are then exact). ``(None, None)`` when, without the compiled
+    loops, a long series has not settled within an eighth of its length.
+
+    Settled means: every P_pred after ks lies within ``rtol`` of P_pred at ks
+    (relative to its largest entry) for at least ``CONFIRM + ks // 4`` and
+    ``1 / (1 - rho^2)`` steps, rho the spectral radius of the settled closed
+    loop (I - K H) F (see :func:`_contraction`): the covariances after ks
+    then equal the recursion's to about rtol of their size, which is the
+    recursion's own round-off (it ends in a cycle of an ulp or two) for the
+    default rtol.
+    """
+    minwin = 0
+    k = min(T, 1024 if compiled else 128)
+    for _ in range(64):
+        if compiled:
+            Pp, Pf, K, S, ks, bad = _kernels.riccati(
+                model.F, model.H, model.Q, model.R, model.P0, CANCEL_RATIO, rtol, CONFIRM,
+                minwin, k)
+            if bad >= 0:
+                _require_finite_path(Pp)
+                raise singular_innovation(bad)
+            head = _Path(0, model.n, model.m)
+            head.P_pred, head.P_filt, head.K, head.S = Pp, Pf, K, S
+            k_done = Pp.shape[0]
+            settled = ks < k_done - 1 and bool(np.isfinite(Pp[ks]).all())
+            if not settled:
+                _require_finite_path(Pp)
+        else:
+            head = riccati_path(model, k)
+            k_done = k
+            ks = _settled_index(head.P_pred, rtol, minwin) if k > 1 else None
+            settled = ks is not None
+        if settled:
+            c = _contraction(model, head.K[ks])
+            need = T + 1 if c <= 0.0 else int(np.ceil(1.0 / c))
+            if k_done - 1 - ks >= need:
+                return head, ks
+            minwin = need                # a longer window, perhaps in this head
+            ks2 = _settled_index(head.P_pred, rtol, minwin) if not compiled else None
+            if ks2 is not None:
+                return head, ks2
+            if compiled:
+                continue
+        if k == T:
+            if k_done == T:
+                return head, T - 1       # never settles: the gains vary to the end
+            minwin = T + 1               # the whole path, every step
+            continue
+        if not compiled and T > SCAN_ABOVE and 2 * k > T // 8:
+            return None, None
+        k = min(T, (8 if compiled else 2) * k)
+    return None, None
 
 
 class _Path:
@@ -238,47 +355,39 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     rtol = check_real(rtol, "rtol", low=0.0, high=RTOL_MAX)
     if model.x0 is None:           # a start at time 1: the exact initial filter
         return exact_filter(model, y, u)
-    model, y, u = intercepts_as_inputs(model, y, u)
-    y3, batched = as_observations(model, y)
+    return _fast_filter(model, y, u, rtol)
+
+
+@np.errstate(over="ignore", invalid="ignore")
+def _fast_filter(model, y, u, rtol, y3=None, batched=None):
+    """:func:`fast_filter` for a checked model with x0; ``y3, batched`` from
+    :func:`kflib._inputs.as_observations` (when the caller has them already)."""
+    if y3 is None or model.c is not None or model.d is not None:
+        model, y, u = intercepts_as_inputs(model, y, u)
+        y3, batched = as_observations(model, y)
     nb, T, m = y3.shape
     u3 = as_controls(model, u, nb, T, batched)
     if model.time_varying or np.isnan(y3).any():
-        if COMPILED and nb * T >= COMPILED_GENERAL_ABOVE:
+        if COMPILED and nb * T >= (COMPILED_ABOVE if (model.n, m) == (2, 1)
+                                   else COMPILED_GENERAL_ABOVE):
             return _compiled_sequential(model, y, u, y3, u3, batched)
         return scan_filter(model, y, u=u)
     n = model.n
     F, H = model.F, model.H
 
-    # The covariance path does not depend on y: run the exact filter on zeros
-    # (one series) until P_pred stops changing, doubling the prefix if needed.
-    # A sequential step costs about ten scan steps: when the covariances have
+    # The covariance path does not depend on y: the exact recursion (one
+    # series) until P_pred stops changing. Without the compiled loops a
+    # sequential step costs about ten scan steps: when the covariances have
     # not settled within a share of a long series (Q = 0: they never do), the
     # associative scan is faster.
-    k = min(T, 128)
-    while True:
-        head = riccati_path(model, k)
-        ks = _steady_index(head.P_pred, rtol) if k > 1 else None
-        if (ks is not None and ks < k - 1) or k == T:
-            break
-        if T > SCAN_ABOVE and 2 * k > T // 8:
-            return scan_filter(model, y, u=u)
-        k = min(T, 2 * k)
-    if ks is None:
-        ks = T - 1                       # never settles: the gains vary to the end
-    ks = min(ks, T - 1)
+    compiled = COMPILED and nb * T >= COMPILED_ABOVE
+    head, ks = settled_path(model, T, rtol, compiled)
+    if head is None:
+        return scan_filter(model, y, u=u)
+    if compiled:
+        return _compiled_steady(model, head, ks, y3, u3, batched)
 
     K, S = head.K[ks], head.S[ks]
-    if COMPILED and nb * T >= COMPILED_ABOVE:
-        # every step in one compiled loop: x_pred = F x + B u, nu = y - H x_pred,
-        # x_filt = x_pred + K_t nu, with K_t = K_ks from step ks on
-        x_pred, x_filt, innov = _kernels.filter_means(
-            F, H, head.K[:ks + 1], model.x0, y3, None if u3 is None else model.B, u3)
-        loglik = _gaussian_loglik(innov[:, :ks + 1], head.S[:ks + 1])
-        if ks < T - 1:
-            loglik = loglik + _gaussian_loglik(innov[:, ks + 1:], S[None])
-        return _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3,
-                              batched)
-
     # Means for steps 0..ks with the time-varying gains, all series at once:
     # x_pred = F x + B u, nu = y - H x_pred, x_filt = x_pred + K_t nu
     # The loop works on (n, batch) blocks, time first, so that every product
@@ -316,12 +425,63 @@ def fast_filter(model, y, u=None, rtol: float = 1e-15) -> FilterResult:
     return _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3, batched)
 
 
+def output_arrays(nb: int, T: int, n: int, m: int, shared: bool = False) -> dict:
+    """Empty arrays for a FilterResult's fields, all in one block of memory
+    (one allocation: the memory allocator hands the same block back call
+    after call, while seven separate ones are returned to the system and
+    page-faulted in again each time). With ``shared``, the covariance fields
+    have one path, (1, T, ...), for every series."""
+    nc = 1 if shared else nb
+    shapes = dict(x_pred=(nb, T, n), x_filt=(nb, T, n), innovations=(nb, T, m),
+                  P_pred=(nc, T, n, n), P_filt=(nc, T, n, n), S=(nc, T, m, m),
+                  K=(nc, T, n, m))
+    sizes = {k: math.prod(v) for k, v in shapes.items()}
+    block = np.empty(sum(sizes.values()))
+    out, start = {}, 0
+    for key, shape in shapes.items():
+        out[key] = block[start:start + sizes[key]].reshape(shape)
+        start += sizes[key]
+    return out
+
+
+def _compiled_steady(model, head, ks, y3, u3, batched):
+    """fast_filter's steady path in compiled loops: every mean, innovation and
+    log-likelihood term in one pass over the data, the covariance path of
+    ``head`` up to ks and constant after."""
+    nb, T, m = y3.shape
+    K_h, S_h = head.K[:ks + 1], head.S[:ks + 1]
+    if m == 1:
+        Linv = 1.0 / np.sqrt(S_h)
+        logdet = np.log(S_h[:, 0, 0])
+    else:
+        L = np.linalg.cholesky(S_h)
+        Linv = np.linalg.inv(L)
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+    out = output_arrays(nb, T, model.n, m, shared=True)
+    loglik, check = _kernels.steady_outputs(
+        model.F, model.H, None if u3 is None else model.B, model.x0, y3, u3, K_h, Linv,
+        logdet, ks, out["x_pred"], out["x_filt"], out["innovations"], head.P_pred[:ks + 1],
+        head.P_filt[:ks + 1], S_h, out["P_pred"][0], out["P_filt"][0], out["S"][0],
+        out["K"][0])
+    if nb > 1:         # one covariance path serves every series: read-only views
+        for key in ("P_pred", "P_filt", "S", "K"):
+            out[key] = np.broadcast_to(out[key], (nb,) + out[key].shape[1:])
+    if not (np.isfinite(check) and np.isfinite(loglik).all()):
+        require_finite_result(out, ~np.isnan(y3), loglik)     # names the step
+    if not batched:
+        return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
+    return FilterResult(**out, loglik=loglik)
+
+
 def _compiled_sequential(model, y, u, y3, u3, batched):
     """The step-by-step filter's equations in one compiled loop (numba)."""
-    out, loglik = _kernels.sequential_filter(model, y3, u3, CANCEL_RATIO)
+    nb, T, m = y3.shape
+    out, loglik = _kernels.sequential_filter(model, y3, u3, CANCEL_RATIO,
+                                             output_arrays(nb, T, model.n, m))
     if out is None:               # S not positive definite: the reference names the step
         return reference_filter(model, y, u=u)
-    require_finite_result(out, ~np.isnan(y3), loglik)
+    if not (np.isfinite(out.pop("check")) and np.isfinite(loglik).all()):
+        require_finite_result(out, ~np.isnan(y3), loglik)     # names the step
     if not batched:
         return FilterResult(**{k_: v[0] for k_, v in out.items()}, loglik=float(loglik[0]))
     return FilterResult(**out, loglik=loglik)
@@ -352,6 +512,31 @@ def _filter_result(head, ks, T, nb, n, m, x_pred, x_filt, innov, loglik, y3, bat
     return FilterResult(**out, loglik=np.asarray(loglik))
 
 
+def _compiled_rts(model, filt, batched):
+    """The step-by-step RTS pass compiled (two states), or None where some
+    P(t+1|t) is ill-conditioned (a Cholesky pivot below GAIN_ILL of its largest
+    variance), where reference_smoother itself takes the information or r/N
+    form."""
+    from .smoother import GAIN_ILL
+    xf, Pf, xp, Pp = filt.x_filt, filt.P_filt, filt.x_pred, filt.P_pred
+    if not batched:
+        xf, Pf, xp, Pp = xf[None], Pf[None], xp[None], Pp[None]
+    nb = xf.shape[0]
+    shared = nb > 1 and all(A.strides[0] == 0 for A in (Pf, Pp))
+    if shared:
+        Pf, Pp = Pf[:1], Pp[:1]
+    out = _kernels.rts_2(model, xf, Pf, xp, Pp, GAIN_ILL)
+    if out is None:
+        return None
+    xs, Ps, Pl, G, x0s, P0s = out
+    if shared:        # one covariance path serves every series: read-only views
+        Ps, Pl, G, P0s = (np.broadcast_to(A, (nb,) + A.shape[1:]) for A in (Ps, Pl, G, P0s))
+    res = (xs, Ps, Pl, G, x0s, P0s)
+    if not batched:
+        res = tuple(a[0] for a in res)
+    return SmootherResult(*res)
+
+
 def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherResult:
     """Same result as :func:`kflib.smoother.reference_smoother`, faster on long steady series.
 
@@ -366,9 +551,13 @@ def fast_smoother(model, filt: FilterResult, rtol: float = 1e-15) -> SmootherRes
     if model.x0 is None:           # a start at time 1: the exact initial smoother
         return exact_smoother(model, filt)
     check_filter_result(model, filt)
+    batched = filt.x_filt.ndim == 3
+    if COMPILED and model.n == 2 and filt.x_filt.size // 2 >= COMPILED_ABOVE:
+        out = _compiled_rts(model, filt, batched)
+        if out is not None:
+            return out
     if model.time_varying or np.isnan(filt.innovations).any():
         return scan_smoother(model, filt)
-    batched = filt.x_filt.ndim == 3
     Pp_all = filt.P_pred if not batched else filt.P_pred[0]
     T = Pp_all.shape[0]
     if batched and not (np.array_equal(filt.P_pred, np.broadcast_to(filt.P_pred[:1], filt.P_pred.shape))):

@@ -74,7 +74,9 @@ def kalman_filter(model, y, u=None) -> FilterResult:
       then the constant-gain recursion of the means; with missing values or
       time-varying matrices, the associative scan of :mod:`kflib.scan`, which
       hands the steps it cannot do exactly (a singular ``H Q H' + R``, a
-      vague start next to a gap) to the step-by-step filter;
+      vague start next to a gap) to the step-by-step filter; with numba
+      (``kflib[fast]``) and a long series, compiled loops of these same
+      equations (the step-by-step filter itself where values are missing);
     * a short series (fewer than ``SEQUENTIAL_BELOW`` steps in all) goes to
       :func:`reference_filter` itself: the step-by-step loop is as quick there.
 
@@ -97,11 +99,11 @@ def kalman_filter(model, y, u=None) -> FilterResult:
     if model.x0 is None:           # a start at time 1 (a1, P1 or exact diffuse)
         from .diffuse import exact_filter
         return exact_filter(model, y, u)
-    y3, _ = as_observations(model, y)          # a clear error for a bad y, first
+    y3, batched = as_observations(model, y)    # a clear error for a bad y, first
     if y3.shape[0] * y3.shape[1] < SEQUENTIAL_BELOW:
         return reference_filter(model, y, u)
-    from .fast import fast_filter
-    return fast_filter(model, y, u)
+    from .fast import _fast_filter
+    return _fast_filter(model, y, u, 1e-15, y3, batched)
 
 
 # Problems with fewer series-steps than this are filtered step by step.

@@ -190,10 +190,12 @@ def rts_smoother(model, filt: FilterResult) -> SmootherResult:
     returns (to round-off), by the fastest method that is exact for the
     model: :func:`kflib.diffuse.exact_smoother` for a start at time 1 (as
     the reference does); :func:`kflib.fast.fast_smoother` otherwise, which
-    uses a constant smoother gain where the filter's covariances have
-    settled, the associative scan of :mod:`kflib.scan` on long series whose
-    covariances do not settle (missing values, time-varying matrices), and
-    :func:`reference_smoother` for the rest.
+    runs the step-by-step pass compiled (with numba, two states, long
+    series, every P(t+1|t) well inside float64), uses a constant smoother
+    gain where the filter's covariances have settled, the associative scan
+    of :mod:`kflib.scan` on long series whose covariances do not settle
+    (missing values, time-varying matrices), and :func:`reference_smoother`
+    for the rest.
 
     Parameters
     ----------

@@ -203,7 +203,7 @@ def test_em_equals_em_on_the_reference_paths():
 # -- which path runs ------------------------------------------------------------------
 
 def _spies():
-    return (mock.patch("kflib.fast.fast_filter", wraps=kflib.fast.fast_filter),
+    return (mock.patch("kflib.fast._fast_filter", wraps=kflib.fast._fast_filter),
             mock.patch("kflib.fast.scan_filter", wraps=kflib.fast.scan_filter),
             mock.patch("kflib.filter.reference_filter", wraps=kflib.filter.reference_filter))
 
@@ -214,7 +214,7 @@ def test_large_problems_take_the_compiled_loops_when_numba_is_there():
     model = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
     rng = np.random.default_rng(5)
     y = simulate(model, kflib.fast.COMPILED_ABOVE, rng=rng)[1]
-    with mock.patch("kflib._kernels.filter_means", wraps=kflib._kernels.filter_means) as means:
+    with mock.patch("kflib._kernels.steady_outputs", wraps=kflib._kernels.steady_outputs) as means:
         kalman_filter(model, y)
     assert means.called
     y = _holes(rng, simulate(model, kflib.fast.COMPILED_GENERAL_ABOVE, rng=rng)[1])
@@ -270,7 +270,7 @@ def test_a_diffuse_start_goes_to_the_exact_initial_filter():
         pytest.skip("the model has no a1/P1 start")
     y = np.random.default_rng(3).standard_normal(200)
     with mock.patch("kflib.diffuse.exact_filter", wraps=kflib.diffuse.exact_filter) as ex, \
-            mock.patch("kflib.fast.fast_filter", wraps=kflib.fast.fast_filter) as f:
+            mock.patch("kflib.fast._fast_filter", wraps=kflib.fast._fast_filter) as f:
         kalman_filter(model, y)
     assert ex.called and not f.called
 
@@ -283,3 +283,180 @@ def test_bad_input_is_named_by_the_dispatching_functions():
         rts_smoother(model, np.ones((100, 2)))
     assert kflib.reference_filter is reference_filter
     assert kflib.reference_smoother is reference_smoother
+
+
+# -- the compiled loops: the scalar kernels for two states and one observation, the
+#    settled covariance path, overflow, and the numpy fallback -----------------------
+
+def assert_filters_close(got, ref, tol):
+    """:func:`assert_filters_equal`, the innovations measured against the size of
+    the predictions they are the difference from (y - H x rounds at eps |x|,
+    which is far above eps |y - H x| when the state drifts far from zero)."""
+    assert_same(got, ref, F_FIELDS, tol)
+    assert np.array_equal(np.isnan(got.innovations), np.isnan(ref.innovations))
+    scale = max(np.nanmax(np.abs(ref.innovations)), np.abs(ref.x_pred).max(), 1.0)
+    err = np.nanmax(np.abs(got.innovations - ref.innovations)) / scale
+    assert err < tol, f"innovations: relative difference {err:.1e}"
+    np.testing.assert_allclose(got.loglik, ref.loglik, rtol=tol)
+
+
+def _two_one_cases(rng):
+    """(name, model, y, u) with two states and one observation: what the scalar
+    kernels serve (missing values, time-varying matrices, controls, intercepts,
+    a vague start next to a gap, a batch)."""
+    T = 300
+    cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    tv = random_model(rng, 2, 1, r=1, T=T, tv=True)
+    u = rng.standard_normal((T, 1))
+    y_tv = _holes(rng, simulate(tv, T, rng=rng, u=u)[1], 0.2)
+    y_tv[:4] = np.nan
+    vague = cv.replace(P0=1e16 * np.eye(2))
+    y_v = simulate(cv, T, rng=rng)[1]
+    y_v[[1, 2, 5]] = np.nan
+    icpt = cv.replace(c=rng.standard_normal(2), d=rng.standard_normal((T, 1)))
+    yb = _holes(rng, np.stack([simulate(cv, T, rng=rng)[1] for _ in range(4)]))
+    return [("time-varying, missing, controls", tv, y_tv, u),
+            ("vague start next to a gap", vague, y_v, None),
+            ("intercepts, missing", icpt, _holes(rng, simulate(icpt, T, rng=rng)[1]), None),
+            ("batch, missing", cv, yb, None)]
+
+
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+def test_two_states_one_observation_equal_the_reference(path):
+    # the compiled loop runs the reference's own steps; the scan equals it to
+    # round-off of its element products
+    tol = 1e-12 if path == "compiled" else 1e-10
+    for name, model, y, u in _two_one_cases(np.random.default_rng(40)):
+        ref = reference_filter(model, y, u=u)
+        got = kalman_filter(model, y, u=u)
+        assert_filters_close(got, ref, tol)
+        assert_same(rts_smoother(model, got), reference_smoother(model, ref), S_FIELDS)
+
+
+def test_the_scalar_kernel_runs_for_two_states_and_one_observation(monkeypatch):
+    if not kflib.fast._kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kflib.fast, "COMPILED_ABOVE", 0)
+    name, model, y, u = _two_one_cases(np.random.default_rng(41))[0]
+    with mock.patch("kflib._kernels.sequential_filter",
+                    wraps=kflib._kernels.sequential_filter) as seq:
+        kalman_filter(model, y, u=u)
+    assert seq.called
+    assert kflib._kernels._CACHE.get("_sequential_2_1") is not None
+
+
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+@pytest.mark.parametrize("q", [1e-4, 1e-6])
+def test_slowly_settling_covariances_equal_the_reference(q, path):
+    # a closed loop near 1 (gain about sqrt(q)): the covariances creep towards
+    # their limit by less than rtol per step long before they reach it, and
+    # they count as settled only after 1 / (1 - rho^2) steps within rtol
+    rng = np.random.default_rng(42)
+    model = models.constant_velocity(1.0, q, 1.0, x0=[0.0, 0.0], P0=np.eye(2))
+    y = simulate(model, 4000, rng=rng)[1]
+    ll = models.local_level(q, 1.0, x0=0.0, P0=1.0)
+    y1 = simulate(ll, 4000, rng=rng)[1]
+    for m, yy in ((model, y), (ll, y1)):
+        ref = reference_filter(m, yy)
+        got = kalman_filter(m, yy)
+        assert_filters_close(got, ref, 1e-12)
+
+
+def test_the_settled_covariances_are_the_recursions_to_round_off():
+    # the compiled and the numpy settling agree with each other and with every
+    # step of the recursion after it
+    model = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    full = kflib.fast.riccati_path(model, 600)
+    for compiled in ([False, True] if kflib.fast._kernels.AVAILABLE else [False]):
+        head, ks = kflib.fast.settled_path(model, 600, 1e-15, compiled)
+        assert ks < 200
+        P = head.P_pred[ks]
+        assert np.abs(full.P_pred[ks:] - P).max() <= 1e-15 * np.abs(P).max()
+        assert np.abs(full.K[ks:] - head.K[ks]).max() <= 1e-14 * np.abs(head.K[ks]).max()
+
+
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+@pytest.mark.parametrize("case", ["F=1e200", "y=1e160"])
+def test_overflow_is_named_on_every_path(case, path):
+    cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    if case == "F=1e200":
+        model, y = cv.replace(F=1e200 * np.eye(2)), np.ones(40)
+        match = r"predicted covariance .* not finite at time index 0"
+    else:
+        model, y = cv, np.ones(40)
+        y[7], y[9] = 1e160, np.nan
+        match = r"not finite at time index 7"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            kalman_filter(model, y)
+
+
+def test_the_numpy_fallback_gives_the_compiled_numbers(tmp_path):
+    """KFLIB_NO_NUMBA=1 (numba absent): the same numbers, by the numpy paths."""
+    if not kflib.fast._kernels.AVAILABLE:
+        pytest.skip("numba is not installed: only the numpy path exists")
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        "import kflib, kflib.fast, kflib._kernels\n"
+        "from kflib import models, simulate, kalman_filter, rts_smoother\n"
+        "assert not kflib._kernels.AVAILABLE and not kflib.fast.COMPILED\n"
+        "cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))\n"
+        "y = simulate(cv, 30000, rng=0)[1]\n"
+        "ym = y.copy(); ym[::7] = np.nan\n"
+        "Y = np.stack([simulate(cv, 100, rng=i)[1] for i in range(300)])\n"
+        "out = {}\n"
+        "for key, yy in (('complete', y), ('missing', ym), ('batch', Y)):\n"
+        "    f = kalman_filter(cv, yy)\n"
+        "    s = rts_smoother(cv, f)\n"
+        "    out.update({f'{key}_{k}': np.asarray(getattr(f, k)) for k in\n"
+        "                ('x_filt', 'P_filt', 'P_pred', 'K', 'S', 'loglik')})\n"
+        "    out[f'{key}_x_smooth'] = s.x_smooth\n"
+        "np.savez(sys.argv[1], **out)\n")
+    env = dict(os.environ, KFLIB_NO_NUMBA="1")
+    subprocess.run([sys.executable, str(script), str(tmp_path / "out.npz")], check=True,
+                   env=env, cwd=tmp_path)
+    numpy_out = np.load(tmp_path / "out.npz")
+    cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    y = simulate(cv, 30000, rng=0)[1]
+    ym = y.copy()
+    ym[::7] = np.nan
+    Y = np.stack([simulate(cv, 100, rng=i)[1] for i in range(300)])
+    for key, yy in (("complete", y), ("missing", ym), ("batch", Y)):
+        f = kalman_filter(cv, yy)                     # compiled: above COMPILED_ABOVE
+        got = dict(x_filt=f.x_filt, P_filt=f.P_filt, P_pred=f.P_pred, K=f.K, S=f.S,
+                   loglik=f.loglik, x_smooth=rts_smoother(cv, f).x_smooth)
+        for k, v in got.items():
+            ref = numpy_out[f"{key}_{k}"]
+            err = np.abs(np.asarray(v) - ref).max() / np.abs(ref).max()
+            assert err < 1e-12, f"{key} {k}: relative difference {err:.1e}"
+
+
+def test_the_compiled_smoother_runs_where_the_rts_step_is_exact_and_declines_elsewhere(
+        monkeypatch):
+    if not kflib.fast._kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kflib.fast, "COMPILED_ABOVE", 0)
+    rng = np.random.default_rng(43)
+    cv = models.constant_velocity(1.0, 0.05, 9.0, x0=[0.0, 0.0], P0=np.eye(2))
+    y = _holes(rng, simulate(cv, 200, rng=rng)[1])
+    # a trend without slope noise next to a known start: P(t+1|t) nearly singular
+    trend = LinearGaussianSSM(F=[[1.0, 1.0], [0.0, 1.0]], H=[[1.0, 0.0]],
+                              Q=np.diag([1.0, 0.0]), R=1.0, x0=[0, 0], P0=np.zeros((2, 2)))
+    y_t = simulate(trend, 200, rng=rng)[1]
+    for model, yy, used in ((cv, y, True), (trend, y_t, False)):
+        filt = kalman_filter(model, yy)
+        returned = []
+        real = kflib._kernels.rts_2
+
+        def spy(*args):
+            returned.append(real(*args))
+            return returned[-1]
+        with mock.patch("kflib._kernels.rts_2", spy):
+            got = rts_smoother(model, filt)
+        assert len(returned) == 1 and (returned[0] is not None) == used
+        assert_same(got, reference_smoother(model, reference_filter(model, yy)), S_FIELDS)
