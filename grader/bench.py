@@ -109,8 +109,8 @@ def bench(name: str, n: int, modes: list[str], timeout: int) -> list[dict]:
             courses[mode] = root
             with contextlib.ExitStack() as stack:
                 if mode == "dask2":
-                    from .cluster import LocalDaskCluster
-                    cluster = stack.enter_context(LocalDaskCluster(2))
+                    from .cluster import local_cluster
+                    cluster = stack.enter_context(local_cluster(2))
                     opts = {"scheduler": cluster.address, "jobs": 2}
                 else:
                     opts = {"jobs": 1 if mode == "jobs1" else 2}

@@ -210,10 +210,13 @@ def _scratch_base() -> Path:
     return _base[0]
 
 
-def context(root: Path, name: str, settings: Settings) -> Context:
-    """The prepared context of an assignment in this process (built once, thread-safe)."""
+def context(root: Path, name: str, settings: Settings, rebuild: bool = False) -> Context:
+    """The prepared context of an assignment in this process (built once, thread-safe;
+    `rebuild` prepares it again from the files as they are now)."""
     key = (str(root), name, tuple(sorted(asdict(settings).items())))
     with _contexts_lock:
+        if rebuild and key in _contexts:
+            shutil.rmtree(_contexts.pop(key).base.parent, ignore_errors=True)
         if key in _contexts:
             return _contexts[key]
         lock = _building.setdefault(key, threading.Lock())
@@ -250,6 +253,10 @@ def run_task(task: Task, verify_env: bool = True) -> StudentResult:
     settings = Settings(**task.settings)
     root = Path(task.root)
     ctx = context(root, task.assignment, settings)
+    if verify_env and ctx.env != task.env and fingerprint(environment(root, task.assignment)) == task.env:
+        # this worker's files changed since it prepared the assignment (an update of the
+        # checkout between two runs): prepare it again from the files as they are now
+        ctx = context(root, task.assignment, settings, rebuild=True)
     if verify_env and ctx.env != task.env:
         mine = environment(root, task.assignment)
         raise EnvironmentMismatch(
