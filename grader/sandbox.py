@@ -387,7 +387,9 @@ def cgroups() -> tuple[str, str]:
     """("v2" or "v1", a sentence) when a cgroup per sandboxed command works here, else ("", why)."""
     if _cgroups:
         return _cgroups[0]
-    kind, _ = _cgroup_dirs()
+    kind, parents = _cgroup_dirs()
+    for parent in parents:
+        _sweep(parent)
     if not kind:
         _cgroups.append(("", "no cgroups (the CPU share of a submission is not limited; the PID "
                              "namespace ends its processes)"))
@@ -401,6 +403,21 @@ def cgroups() -> tuple[str, str]:
     _cgroups.append((kind, f"a cgroup ({kind}) per command: one CPU, a task cap, every process "
                            "killed at the end"))
     return _cgroups[0]
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the cgroups left by grader processes that no longer run (killed before
+    they could clean up); every process in them is killed first."""
+    for d in parent.glob("kfgrade-*-*"):
+        try:
+            owner = int(d.name.split("-")[1])
+        except ValueError:
+            continue
+        if owner == os.getpid() or Path(f"/proc/{owner}").exists():
+            continue
+        group = CGroup.__new__(CGroup)
+        group.dirs = [d]
+        group.remove()
 
 
 class CGroup:
@@ -461,16 +478,22 @@ class CGroup:
             time.sleep(0.01)
 
     def remove(self) -> None:
+        """Kill what is left and remove the cgroup (a cgroup whose last tasks are still
+        exiting cannot be removed yet: wait for them, up to 30 s)."""
         self.kill_all()
         for d in self.dirs:
-            for _ in range(100):
+            deadline = time.monotonic() + 30
+            while True:
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+                    self.kill_all()
 
 
 def _kill(proc: subprocess.Popen) -> None:
