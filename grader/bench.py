@@ -68,6 +68,7 @@ def synthetic(assignment, n: int) -> list[nbformat.NotebookNode]:
 
 def make_course(root: Path, name: str, notebooks) -> None:
     a = load_assignment(ROOT, name)
+    root.mkdir(parents=True)
     shutil.copy2(ROOT / "nbgrader_config.py", root)
     for folder in ("solutions", "exercises"):
         shutil.copytree(ROOT / folder / name, root / folder / name)

@@ -282,3 +282,19 @@ def test_a_notebook_above_the_size_limit_is_not_graded_and_says_the_limit(tmp_pa
     sub = course.read_submission(folder, a, "s")
     assert sub.problem_code == "too-large"
     assert "1 MB" in sub.problem and "limit" in sub.problem
+
+
+def test_the_benchmark_builds_a_gradable_class(tmp_path):
+    """python -m grader.bench's class: N notebooks from the release, every third with
+    one part undone, in nbgrader's layout (the benchmark itself is not run here)."""
+    from grader import bench
+    a = course.load_assignment(ROOT, A)
+    notebooks = bench.synthetic(a, 4)
+    bench.make_course(tmp_path / "class", A, notebooks)
+    subs = sorted((tmp_path / "class" / "grading" / "submitted").glob(f"*/{A}/{gc.NOTEBOOK}.ipynb"))
+    assert len(subs) == 4
+    assert (tmp_path / "class" / "nbgrader_config.py").is_file()
+    done = [sum(1 for c in nbformat.read(p, 4).cells
+                if course.is_answer(course.nbgrader_meta(c)) and "NotImplementedError" not in c.source)
+            for p in subs]
+    assert done[:2] == [len(a.parts)] * 2 and done[2] == len(a.parts) - 1
