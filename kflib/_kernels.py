@@ -8,6 +8,10 @@ use, and only what a call needs: for two states and one observation (the
 commonest case) the kernels ``*_2_1`` hold every quantity in scalars, which
 compiles in a fraction of the time of the general loops and runs several
 times faster.
+
+Course: the performance appendix (book/appendix-performance.md); tests:
+test_dispatch.py, test_fast.py (the numpy fallback, KFLIB_NO_NUMBA=1, gives the
+same numbers).
 """
 
 from __future__ import annotations

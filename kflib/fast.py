@@ -31,6 +31,10 @@ pass over the data for every mean, innovation and log-likelihood term
 time-varying matrices); the step-by-step RTS pass (two states, wherever
 every P(t+1|t) is well inside float64). The outputs are allocated as one
 block of memory.
+
+Course: the performance appendix (book/appendix-performance.md); kalman_filter
+and rts_smoother take these paths where they are exact; tests: test_fast.py,
+test_dispatch.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The Kalman filter for linear-Gaussian state-space models."""
+"""The Kalman filter for linear-Gaussian state-space models.
+
+Course: chapter 2 (book/02-kalman-filter.md); exercise ps02-kalman-filter;
+tests: test_filter_smoother_vs_statsmodels.py,
+test_filter_smoother_vs_dense.py, test_filter_smoother_properties.py,
+test_dispatch.py, test_accuracy.py, test_external_references.py.
+"""
 
 from __future__ import annotations
 

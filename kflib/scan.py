@@ -80,6 +80,9 @@ the next observation shrinks a variance by more than
 :data:`kflib.filter.CANCEL_RATIO` (a vague start with missing values early
 on), the sequential filter, which keeps those digits, takes the steps up to
 there and the scan continues from its state.
+
+Course: the performance appendix (book/appendix-performance.md); tests:
+test_scan.py, test_dispatch.py.
 """
 
 from __future__ import annotations

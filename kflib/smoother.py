@@ -1,4 +1,9 @@
-"""The Rauch-Tung-Striebel (RTS) fixed-interval smoother."""
+"""The Rauch-Tung-Striebel (RTS) fixed-interval smoother.
+
+Course: chapter 4 (book/04-smoothing.md); exercise ps04-smoothing; tests:
+test_filter_smoother_vs_statsmodels.py, test_filter_smoother_vs_dense.py,
+test_filter_smoother_properties.py, test_dispatch.py, test_accuracy.py.
+"""
 
 from __future__ import annotations
 
