@@ -322,17 +322,10 @@ def disk_usage(folder: Path) -> int:
     return total
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process of this (sandbox-only) uid, until none is left."""
-    for _ in range(50):
-        pids = []
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if os.stat(f"/proc/{pid}").st_uid == uid:
-                        pids.append(int(pid))
-                except OSError:
-                    continue
+def _kill_until_gone(find, rounds: int, pause: float) -> None:
+    """SIGKILL the processes find() returns, again and again, until it returns none."""
+    for _ in range(rounds):
+        pids = find()
         if not pids:
             return
         for pid in pids:
@@ -340,7 +333,24 @@ def _kill_uid(uid: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.02)
+        time.sleep(pause)
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    pids.append(int(pid))
+            except OSError:
+                continue
+    return pids
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of this (sandbox-only) uid, until none is left."""
+    _kill_until_gone(lambda: _pids_of_uid(uid), 50, 0.02)
 
 
 # --------------------------------------------------------------------------
@@ -466,16 +476,7 @@ class CGroup:
         return found
 
     def kill_all(self) -> None:
-        for _ in range(200):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.01)
+        _kill_until_gone(self.pids, 200, 0.01)
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup (a cgroup whose last tasks are still
