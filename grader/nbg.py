@@ -231,9 +231,10 @@ def sandboxed(course: Path, args: list[str], mode: str, *, wall: float,
                         res.killed_code)
 
 
-def autograde(course: Path, assignment: str, mode: str, *, n_submissions: int, n_cells: int,
-              timeout: int, disk: int | None = None) -> SandboxedRun:
-    wall = 120 + n_submissions * (n_cells * timeout + 60)
+def autograde(course: Path, assignment: str, mode: str, *, n_cells: int, timeout: int,
+              disk: int | None = None) -> SandboxedRun:
+    """`nbgrader autograde` of the one submission in this work copy."""
+    wall = 120 + n_cells * timeout + 60
     return sandboxed(course, ["autograde", assignment, "--force", f"--Execute.timeout={timeout}",
                               "--log-level=INFO"], mode, wall=wall, disk=disk)
 

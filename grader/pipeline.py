@@ -63,7 +63,6 @@ class Options:
     memory_mb: int = 2048             # trusted child's address space
     budget: float = 300.0             # per submission, trusted check
     keep_work: bool = False
-    skip_nbgrader: bool = False       # benchmarks of the trusted check alone
     attempt_rule: str | None = None   # None: grading/intake.toml's rule, else "latest"
     force: bool = False               # grade again what is unchanged since the last run
     scheduler: str | None = None      # a Dask scheduler's address: grade on its workers
@@ -658,7 +657,7 @@ def _plan(root: Path, job: _Job, settings: Settings, opts: Options) -> list["wor
                 data = p.read_bytes()
                 files[str(p.relative_to(sub.folder))] = (work_mod.strip_outputs(data)
                                                          if p.suffix == ".ipynb" else data)
-        key = work_mod.task_key(files, env, sdict, not opts.skip_nbgrader)
+        key = work_mod.task_key(files, env, sdict)
         cached = None
         cf_path = _cache_file(root, a.name, student)
         if not opts.force and cf_path.is_file():
@@ -676,8 +675,7 @@ def _plan(root: Path, job: _Job, settings: Settings, opts: Options) -> list["wor
         if cached is not None:
             job.results[student] = cached
         else:
-            tasks.append(work_mod.Task(a.name, student, files, key, env, str(root), sdict,
-                                       run_nbgrader=not opts.skip_nbgrader))
+            tasks.append(work_mod.Task(a.name, student, files, key, env, str(root), sdict))
     return tasks
 
 
@@ -716,7 +714,7 @@ def _combine(root: Path, job: _Job, opts: Options, out: Out) -> None:
             row.notes.append("unchanged since the last run: its result was reused")
         # nbgrader's view
         nb_scores = None
-        if res is not None and not sub.problem and not res.nbgrader_skipped:
+        if res is not None and not sub.problem:
             for code, reason in res.flags:
                 row.flag(code, reason)
             if res.nbgrader_problem or res.nbgrader is None:
@@ -769,7 +767,7 @@ def _combine(root: Path, job: _Job, opts: Options, out: Out) -> None:
                 row.notes.append("timestamp.txt could not be read")
         entries.append({"student": student, "auto": nb_scores, "trusted": trusted_cells, "timestamp": ts})
         # the instructor's copy of nbgrader's autograded notebook
-        if res is not None and student in job.fresh and not res.nbgrader_skipped:
+        if res is not None and student in job.fresh:
             dest = _autograded_path(root, a, student)
             shutil.rmtree(dest.parent, ignore_errors=True)
             if res.autograded is not None:

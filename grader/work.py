@@ -59,7 +59,6 @@ class Task:
     env: str                           # the coordinator's environment fingerprint
     root: str                          # the course checkout (the same path on every worker)
     settings: dict                     # Settings as a dict
-    run_nbgrader: bool = True
 
 
 @dataclass
@@ -69,7 +68,6 @@ class StudentResult:
     key: str
     nbgrader: dict[str, float | None] | None = None   # test cell -> nbgrader's score
     nbgrader_problem: str = ""         # why nbgrader gave no score ("" if it did)
-    nbgrader_skipped: bool = False
     autograded: bytes | None = None    # nbgrader's executed notebook (advisory, untrusted)
     trusted: TrustedResult | None = None
     trusted_error: str = ""
@@ -137,12 +135,12 @@ def fingerprint(env: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
 
 
-def task_key(files: dict[str, bytes], env_print: str, settings: dict, run_nbgrader: bool) -> str:
+def task_key(files: dict[str, bytes], env_print: str, settings: dict) -> str:
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     h.update(env_print.encode())
-    h.update(json.dumps({**settings, "nbgrader": run_nbgrader}, sort_keys=True).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -285,30 +283,27 @@ def run_task(task: Task, verify_env: bool = True) -> StudentResult:
             (dest / sub.renamed_from).rename(dest / f"{ctx.assignment.notebook}.ipynb")
             sub = read_submission(dest, ctx.assignment, task.student)
         # 1. nbgrader, on this one notebook, in a sandbox of its own
-        if task.run_nbgrader:
-            t0 = time.monotonic()
-            ag = nbg.autograde(course, task.assignment, settings.isolation, n_submissions=1,
-                               n_cells=ctx.n_cells, timeout=int(settings.cell_timeout),
-                               disk=DISK_QUOTA - sandbox.disk_usage(scratch))
-            res.seconds["nbgrader"] = time.monotonic() - t0
-            if ag.killed_code == "disk":
-                res.flags.append(("disk", f"nbgrader's run was stopped: the notebook {ag.killed_reason}"))
-            scores, problem = nbg.read_scores(course, task.assignment, ctx.assignment.notebook,
-                                              [task.student])
-            nb_file = (course / "grading" / "autograded" / task.student / task.assignment
-                       / f"{ctx.assignment.notebook}.ipynb")
-            if nb_file.is_file() and nb_file.stat().st_size <= AUTOGRADED_MAX:
-                res.autograded = nb_file.read_bytes()
-            res.nbgrader = scores.get(task.student)
-            if problem:
-                res.nbgrader_problem = problem
-            elif res.nbgrader is None or res.autograded is None:
-                res.nbgrader = None
-                res.nbgrader_problem = (nbg.failure_reasons(ag.log).get(task.student)
-                                        or ("nbgrader ran out of time" if ag.timed_out
-                                            else "no autograded notebook (see the autograde log)"))
-        else:
-            res.nbgrader_skipped = True
+        t0 = time.monotonic()
+        ag = nbg.autograde(course, task.assignment, settings.isolation,
+                           n_cells=ctx.n_cells, timeout=int(settings.cell_timeout),
+                           disk=DISK_QUOTA - sandbox.disk_usage(scratch))
+        res.seconds["nbgrader"] = time.monotonic() - t0
+        if ag.killed_code == "disk":
+            res.flags.append(("disk", f"nbgrader's run was stopped: the notebook {ag.killed_reason}"))
+        scores, problem = nbg.read_scores(course, task.assignment, ctx.assignment.notebook,
+                                          [task.student])
+        nb_file = (course / "grading" / "autograded" / task.student / task.assignment
+                   / f"{ctx.assignment.notebook}.ipynb")
+        if nb_file.is_file() and nb_file.stat().st_size <= AUTOGRADED_MAX:
+            res.autograded = nb_file.read_bytes()
+        res.nbgrader = scores.get(task.student)
+        if problem:
+            res.nbgrader_problem = problem
+        elif res.nbgrader is None or res.autograded is None:
+            res.nbgrader = None
+            res.nbgrader_problem = (nbg.failure_reasons(ag.log).get(task.student)
+                                    or ("nbgrader ran out of time" if ag.timed_out
+                                        else "no autograded notebook (see the autograde log)"))
         # 2. the trusted check (its children have sandboxes and cgroups of their own)
         if ctx.checker is not None and not sub.problem:
             t0 = time.monotonic()

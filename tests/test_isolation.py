@@ -241,13 +241,13 @@ def test_a_changed_spec_or_kflib_changes_the_cache_key(tmp_path):
     from grader import work
     env = work.environment(ROOT, A)
     files = {"ps01-state-space.ipynb": b"{}"}
-    key = work.task_key(files, work.fingerprint(env), {"cell_timeout": 10}, True)
+    key = work.task_key(files, work.fingerprint(env), {"cell_timeout": 10})
     for component in ("kflib", "grader", "assignment", "numpy"):
         other = {**env, component: env[component] + "x"}
-        assert work.task_key(files, work.fingerprint(other), {"cell_timeout": 10}, True) != key
+        assert work.task_key(files, work.fingerprint(other), {"cell_timeout": 10}) != key
     assert work.task_key({"ps01-state-space.ipynb": b"{ }"}, work.fingerprint(env),
-                         {"cell_timeout": 10}, True) != key
-    assert work.task_key(files, work.fingerprint(env), {"cell_timeout": 20}, True) != key
+                         {"cell_timeout": 10}) != key
+    assert work.task_key(files, work.fingerprint(env), {"cell_timeout": 20}) != key
 
 
 # --------------------------------------------------------------------------
